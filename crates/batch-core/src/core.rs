@@ -1,0 +1,592 @@
+//! The batch life cycle: events in, actions out.
+
+use std::collections::BTreeMap;
+
+use crate::backoff::backoff_ms;
+use crate::batch::{Batch, BatchFailure, Phase, RemoteState};
+use crate::planner::{self, Lane, OpenRange, Plan, RecordCuts};
+use crate::{CoreConfig, LaneId, Millis, Position};
+
+/// How a provider call failed, in the core's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The provider did not act; repeat after a backoff.
+    Transient,
+    /// The provider may have acted (lost answer, timeout, 5xx).
+    Ambiguous,
+    /// Repeating the same call will not help.
+    Permanent,
+    /// The object is gone.
+    NotFound,
+    /// Credentials refused: nothing will work until the operator fixes them.
+    Auth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub retry_after_ms: Option<Millis>,
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, code: &str, message: &str) -> Self {
+        Self { kind, retry_after_ms: None, code: code.to_owned(), message: message.to_owned() }
+    }
+}
+
+/// A provider batch as the core needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub id: String,
+    /// `None` while validating / in progress / finalizing / cancelling.
+    pub state: Option<RemoteState>,
+    pub output_file: Option<String>,
+    pub error_file: Option<String>,
+    /// First batch-level error (for `Failed`).
+    pub error: Option<BatchFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Uploaded { id: u64, result: Result<Option<String>, Failure> },
+    Created { id: u64, result: Result<Remote, Failure> },
+    Found { id: u64, result: Result<Option<Remote>, Failure> },
+    Polled { id: u64, result: Result<Remote, Failure> },
+    CancelRequested { id: u64, result: Result<(), Failure> },
+    /// The emit step committed; `retry` is the retry batch it inserted.
+    Emitted { id: u64, retry: Option<Batch> },
+    /// The emit step failed before committing (e.g. a download failed).
+    EmitFailed { id: u64, failure: Failure },
+    EndOfInput { lane: LaneId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Make this plan durable (see [`Plan`]).
+    Cut(Plan),
+    /// Store this batch row durably before executing the next action.
+    Persist(Batch),
+    /// Upload the batch file (rebuilding it from the source if it is gone).
+    Upload(Batch),
+    /// Create the provider batch for `batch.attempt`.
+    Create(Batch),
+    /// Look for a provider batch carrying this batch's number and attempt,
+    /// created at or after `not_before`.
+    Find { batch: Batch, not_before: Millis },
+    Poll { id: u64, remote_id: String },
+    Cancel { id: u64, remote_id: String },
+    /// Download, join, append, sync, then commit `Emitted` (and the retry
+    /// batch `retry_id`/`retry_number`, if any member is to be retried) in
+    /// one transaction.
+    Emit { batch: Batch, final_generation: bool, retry_id: u64, retry_number: String },
+    /// Delete the local files of an emitted batch (and its remote files if
+    /// so configured).
+    Cleanup(Batch),
+    /// Something an operator must see.
+    Warn(String),
+    /// Stop the pipeline: nothing will work until an operator acts.
+    Fatal(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Upload,
+    Create,
+    Find,
+    Poll,
+    Cancel,
+    Emit,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    batch: Batch,
+    started: bool,
+    busy: bool,
+    step: Step,
+    wake_at: Millis,
+    /// Consecutive failed calls, for backoff.
+    call_failures: u32,
+    /// Whole-batch failures (provider failed the batch, permanent errors).
+    batch_failures: u32,
+    quota_failures: u32,
+    cancel_sent: bool,
+}
+
+impl Run {
+    fn new(batch: Batch, step: Step, now: Millis) -> Self {
+        let started = batch.phase != Phase::Planned;
+        Self {
+            batch,
+            started,
+            busy: false,
+            step,
+            wake_at: now,
+            call_failures: 0,
+            batch_failures: 0,
+            quota_failures: 0,
+            cancel_sent: false,
+        }
+    }
+}
+
+/// The state machine. One per pipeline instance.
+#[derive(Debug)]
+pub struct Core {
+    cfg: CoreConfig,
+    lanes: BTreeMap<LaneId, Lane>,
+    runs: BTreeMap<u64, Run>,
+    next_id: u64,
+    fatal: bool,
+}
+
+/// How far back adoption looks before the plan time, for clock skew.
+const FIND_SKEW_MS: Millis = 10 * 60 * 1000;
+
+impl Core {
+    pub fn new(cfg: CoreConfig) -> Self {
+        Self { cfg, lanes: BTreeMap::new(), runs: BTreeMap::new(), next_id: 1, fatal: false }
+    }
+
+    /// Rebuild the core from durable state after a start or a crash:
+    /// `lanes` with their watermarks, the batches not yet emitted, and the
+    /// next free batch id.
+    pub fn restore(
+        cfg: CoreConfig,
+        lanes: &[(LaneId, Position)],
+        batches: Vec<Batch>,
+        next_id: u64,
+        now: Millis,
+    ) -> Self {
+        let mut core = Self::new(cfg);
+        core.next_id = next_id.max(1);
+        for &(lane, watermark) in lanes {
+            core.lanes.insert(lane, Lane::new(watermark));
+        }
+        for batch in batches {
+            core.next_id = core.next_id.max(batch.id + 1);
+            let step = match batch.phase {
+                Phase::Planned => Step::Upload,
+                // The create call may have been made: look before creating.
+                Phase::Uploaded => Step::Find,
+                Phase::Submitted => Step::Poll,
+                Phase::Finished => Step::Emit,
+                Phase::Emitted => continue,
+            };
+            core.runs.insert(batch.id, Run::new(batch, step, now));
+        }
+        core
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// Register a lane at its durable watermark (where the source resumes).
+    pub fn open_lane(&mut self, lane: LaneId, watermark: Position) {
+        self.lanes.entry(lane).or_insert_with(|| Lane::new(watermark));
+    }
+
+    pub fn lane_watermark(&self, lane: LaneId) -> Option<Position> {
+        self.lanes.get(&lane).map(|l| l.watermark)
+    }
+
+    /// Batches not yet emitted, in id order.
+    pub fn batches(&self) -> impl Iterator<Item = &Batch> {
+        self.runs.values().map(|r| &r.batch)
+    }
+
+    /// Batches handed to the provider and not yet emitted.
+    pub fn inflight(&self) -> usize {
+        self.runs.values().filter(|r| r.started).count()
+    }
+
+    /// Batches cut but not yet started: the source should pause while this
+    /// is at the in-flight limit, so that planning cannot run far ahead.
+    pub fn queued(&self) -> usize {
+        self.runs.values().filter(|r| !r.started).count()
+    }
+
+    /// Whether the source may read more: keeps at most one in-flight limit's
+    /// worth of planned batches waiting.
+    pub fn wants_records(&self) -> bool {
+        !self.fatal && self.queued() < self.cfg.max_inflight as usize
+    }
+
+    /// Every lane ended, nothing buffered, nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.runs.is_empty() && self.lanes.values().all(|l| l.eof && l.open.is_none())
+    }
+
+    /// A record at `position` (the next one starts at `next`) is about to be
+    /// appended to its lane's open batch. `bytes` is the size of its request
+    /// line; `dead` marks a record that goes to the dead-letter output.
+    pub fn on_record(
+        &mut self,
+        lane_id: LaneId,
+        position: Position,
+        next: Position,
+        bytes: u64,
+        dead: bool,
+        now: Millis,
+    ) -> RecordCuts {
+        let mut cuts = RecordCuts::default();
+        let cfg = &self.cfg;
+        let lane = self.lanes.entry(lane_id).or_insert_with(|| Lane::new(position));
+        if let Some(open) = &lane.open {
+            if !dead && open.records > 0 && open.bytes + bytes > cfg.max_bytes {
+                cuts.before = planner::cut(&cfg.prefix, lane_id, lane, &mut self.next_id, now);
+            }
+        }
+        let open = lane.open.get_or_insert(OpenRange {
+            first: position,
+            end: position,
+            records: 0,
+            dead: 0,
+            bytes: 0,
+            since: now,
+        });
+        open.end = next;
+        if dead {
+            open.dead += 1;
+        } else {
+            open.records += 1;
+            open.bytes += bytes;
+        }
+        if open.records >= cfg.batch_size || open.dead >= cfg.batch_size {
+            cuts.after = planner::cut(&cfg.prefix, lane_id, lane, &mut self.next_id, now);
+        }
+        for plan in [&cuts.before, &cuts.after].into_iter().flatten() {
+            if let Some(batch) = &plan.batch {
+                self.runs.insert(batch.id, Run::new(batch.clone(), Step::Upload, now));
+            }
+        }
+        cuts
+    }
+
+    /// The earliest time at which [`Core::tick`] has something to do.
+    pub fn next_wake(&self) -> Option<Millis> {
+        let lanes = self.lanes.values().filter_map(|l| l.open.as_ref().map(|o| o.since + self.cfg.max_wait_ms));
+        let runs = self.runs.values().filter(|r| r.started && !r.busy).map(|r| r.wake_at);
+        let start = (self.inflight() < self.cfg.max_inflight as usize)
+            .then(|| self.runs.values().find(|r| !r.started).map(|r| r.wake_at))
+            .flatten();
+        lanes.chain(runs).chain(start).min()
+    }
+
+    /// Fire what is due: cuts by age, batch starts within the in-flight
+    /// limit, and every batch step whose time has come.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if self.fatal {
+            return;
+        }
+        let lane_ids: Vec<LaneId> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.open.as_ref().is_some_and(|o| o.since + self.cfg.max_wait_ms <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for lane in lane_ids {
+            self.cut_lane(lane, now, out);
+        }
+        let mut inflight = self.inflight();
+        for run in self.runs.values_mut() {
+            if !run.started {
+                if inflight >= self.cfg.max_inflight as usize {
+                    continue;
+                }
+                run.started = true;
+                inflight += 1;
+            }
+            if run.busy || run.wake_at > now {
+                continue;
+            }
+            run.busy = true;
+            out.push(step_action(&self.cfg, run, &mut self.next_id));
+        }
+    }
+
+    fn cut_lane(&mut self, lane_id: LaneId, now: Millis, out: &mut Vec<Action>) {
+        let Some(lane) = self.lanes.get_mut(&lane_id) else { return };
+        if let Some(plan) = planner::cut(&self.cfg.prefix, lane_id, lane, &mut self.next_id, now) {
+            if let Some(batch) = &plan.batch {
+                self.runs.insert(batch.id, Run::new(batch.clone(), Step::Upload, now));
+            }
+            out.push(Action::Cut(plan));
+        }
+    }
+
+    /// Feed the outcome of an action back.
+    pub fn handle(&mut self, event: Event, now: Millis, out: &mut Vec<Action>) {
+        if let Event::EndOfInput { lane } = event {
+            self.cut_lane(lane, now, out);
+            self.lanes.entry(lane).or_insert_with(|| Lane::new(0)).eof = true;
+            return;
+        }
+        let id = event_batch(&event);
+        let others_inflight = self.inflight().saturating_sub(1);
+        let Some(run) = self.runs.get_mut(&id) else { return };
+        run.busy = false;
+        let cfg = &self.cfg;
+        match event {
+            Event::Uploaded { result: Ok(file_id), .. } => {
+                run.call_failures = 0;
+                run.batch.file_id = file_id;
+                run.batch.phase = Phase::Uploaded;
+                out.push(Action::Persist(run.batch.clone()));
+                schedule(run, Step::Create, now);
+            }
+            Event::Created { result: Ok(remote), .. } | Event::Found { result: Ok(Some(remote)), .. } => {
+                run.call_failures = 0;
+                run.batch.remote_id = Some(remote.id.clone());
+                run.batch.phase = Phase::Submitted;
+                run.batch.submitted_at = Some(now);
+                out.push(Action::Persist(run.batch.clone()));
+                on_remote(cfg, run, remote, others_inflight, now, out);
+            }
+            Event::Found { result: Ok(None), .. } => {
+                run.call_failures = 0;
+                schedule(run, Step::Create, now);
+            }
+            Event::Polled { result: Ok(remote), .. } => {
+                run.call_failures = 0;
+                on_remote(cfg, run, remote, others_inflight, now, out);
+            }
+            Event::CancelRequested { result, .. } => {
+                run.cancel_sent = true;
+                match result {
+                    Err(f) if matches!(f.kind, FailureKind::Transient | FailureKind::Ambiguous) => {
+                        run.cancel_sent = false;
+                        retry_later(cfg, run, Step::Cancel, &f, now);
+                    }
+                    _ => schedule(run, Step::Poll, now + cfg.poll_interval_ms),
+                }
+            }
+            Event::Emitted { retry, .. } => {
+                let done = self.runs.remove(&id).expect("run exists");
+                out.push(Action::Cleanup(done.batch));
+                if let Some(batch) = retry {
+                    self.next_id = self.next_id.max(batch.id + 1);
+                    self.runs.insert(batch.id, Run::new(batch, Step::Upload, now));
+                }
+            }
+            Event::EmitFailed { failure, .. } => retry_later(cfg, run, Step::Emit, &failure, now),
+            Event::Uploaded { result: Err(f), .. } => on_failure(cfg, run, Step::Upload, f, now, out),
+            Event::Created { result: Err(f), .. } => on_failure(cfg, run, Step::Create, f, now, out),
+            Event::Found { result: Err(f), .. } => on_failure(cfg, run, Step::Find, f, now, out),
+            Event::Polled { result: Err(f), .. } => on_failure(cfg, run, Step::Poll, f, now, out),
+            Event::EndOfInput { .. } => unreachable!("handled above"),
+        }
+        if out.iter().any(|a| matches!(a, Action::Fatal(_))) {
+            self.fatal = true;
+        }
+    }
+}
+
+fn event_batch(event: &Event) -> u64 {
+    match event {
+        Event::Uploaded { id, .. }
+        | Event::Created { id, .. }
+        | Event::Found { id, .. }
+        | Event::Polled { id, .. }
+        | Event::CancelRequested { id, .. }
+        | Event::Emitted { id, .. }
+        | Event::EmitFailed { id, .. } => *id,
+        Event::EndOfInput { .. } => u64::MAX,
+    }
+}
+
+fn step_action(cfg: &CoreConfig, run: &Run, next_id: &mut u64) -> Action {
+    let batch = &run.batch;
+    match run.step {
+        Step::Upload => Action::Upload(batch.clone()),
+        Step::Create => Action::Create(batch.clone()),
+        Step::Find => Action::Find {
+            batch: batch.clone(),
+            not_before: batch.planned_at.saturating_sub(FIND_SKEW_MS),
+        },
+        Step::Poll => Action::Poll { id: batch.id, remote_id: batch.remote_id.clone().unwrap_or_default() },
+        Step::Cancel => Action::Cancel { id: batch.id, remote_id: batch.remote_id.clone().unwrap_or_default() },
+        Step::Emit => {
+            let retry_id = *next_id;
+            *next_id += 1;
+            let base = batch.number.rsplit_once("-r").map_or(batch.number.as_str(), |(b, g)| {
+                if g.parse::<u32>().is_ok() {
+                    b
+                } else {
+                    &batch.number
+                }
+            });
+            Action::Emit {
+                batch: batch.clone(),
+                final_generation: batch.generation >= cfg.max_retries,
+                retry_id,
+                retry_number: format!("{base}-r{}", batch.generation + 1),
+            }
+        }
+    }
+}
+
+fn schedule(run: &mut Run, step: Step, at: Millis) {
+    run.step = step;
+    run.wake_at = at;
+}
+
+fn retry_later(cfg: &CoreConfig, run: &mut Run, step: Step, f: &Failure, now: Millis) {
+    let wait = backoff_ms(cfg.backoff_base_ms, cfg.backoff_cap_ms, run.call_failures, run.batch.id);
+    run.call_failures += 1;
+    schedule(run, step, now + wait.max(f.retry_after_ms.unwrap_or(0)));
+}
+
+/// Poll interval that stretches for long-running batches: a tenth of the
+/// batch's age, between `poll.interval` and `poll.max-interval`.
+fn poll_interval(cfg: &CoreConfig, run: &Run, now: Millis) -> Millis {
+    let age = now.saturating_sub(run.batch.submitted_at.unwrap_or(now));
+    (age / 10).clamp(cfg.poll_interval_ms, cfg.poll_max_interval_ms.max(cfg.poll_interval_ms))
+}
+
+fn on_remote(cfg: &CoreConfig, run: &mut Run, remote: Remote, others_inflight: usize, now: Millis, out: &mut Vec<Action>) {
+    match remote.state {
+        None => {
+            let age = now.saturating_sub(run.batch.submitted_at.unwrap_or(now));
+            if age > cfg.job_timeout_ms && !run.cancel_sent {
+                out.push(Action::Warn(format!(
+                    "batch {} ({}) ran past ml.batch.job.timeout; cancelling it",
+                    run.batch.number, remote.id
+                )));
+                schedule(run, Step::Cancel, now);
+            } else {
+                schedule(run, Step::Poll, now + poll_interval(cfg, run, now));
+            }
+        }
+        Some(RemoteState::Failed) => {
+            let error = remote.error.unwrap_or(BatchFailure {
+                code: "batch_failed".into(),
+                message: "the provider failed the batch without saying why".into(),
+            });
+            let quota = is_quota_error(&error.code);
+            if quota {
+                run.quota_failures += 1;
+            } else {
+                run.batch_failures += 1;
+                out.push(Action::Warn(format!(
+                    "provider rejected batch {} ({}): {}: {}; this means mlpredict wrote a bad batch file or the provider changed its rules",
+                    run.batch.number, remote.id, error.code, error.message
+                )));
+            }
+            // Quota clears as other batches finish, so it is only counted
+            // against max.retries when nothing else is in flight.
+            let give_up = if quota {
+                others_inflight == 0 && run.quota_failures > cfg.max_retries
+            } else {
+                run.batch_failures > cfg.max_retries
+            };
+            if give_up {
+                finish(run, RemoteState::Failed, None, None, Some(error), now, out);
+            } else {
+                run.batch.attempt += 1;
+                run.batch.phase = Phase::Uploaded;
+                run.batch.remote_id = None;
+                run.batch.submitted_at = None;
+                out.push(Action::Persist(run.batch.clone()));
+                let n = run.quota_failures + run.batch_failures;
+                let base = cfg.backoff_base_ms.max(cfg.poll_interval_ms);
+                let cap = cfg.backoff_cap_ms.max(cfg.poll_max_interval_ms);
+                let wait = backoff_ms(base, cap, n, run.batch.id);
+                // A fresh attempt is created only after looking for it, in
+                // case the previous create of this attempt got through.
+                schedule(run, Step::Find, now + wait);
+            }
+        }
+        Some(state) => finish(run, state, remote.output_file, remote.error_file, None, now, out),
+    }
+}
+
+fn finish(
+    run: &mut Run,
+    state: RemoteState,
+    output_file: Option<String>,
+    error_file: Option<String>,
+    failure: Option<BatchFailure>,
+    now: Millis,
+    out: &mut Vec<Action>,
+) {
+    run.batch.phase = Phase::Finished;
+    run.batch.remote_state = Some(state);
+    run.batch.output_file = output_file;
+    run.batch.error_file = error_file;
+    run.batch.failure = failure;
+    out.push(Action::Persist(run.batch.clone()));
+    schedule(run, Step::Emit, now);
+}
+
+fn is_quota_error(code: &str) -> bool {
+    let code = code.to_ascii_lowercase();
+    code.contains("token_limit") || code.contains("quota") || code.contains("rate_limit") || code.contains("limit_exceeded")
+}
+
+fn on_failure(cfg: &CoreConfig, run: &mut Run, step: Step, f: Failure, now: Millis, out: &mut Vec<Action>) {
+    match f.kind {
+        FailureKind::Auth => {
+            out.push(Action::Fatal(format!(
+                "the provider refused our credentials ({}: {}); check model.api-key",
+                f.code, f.message
+            )));
+        }
+        FailureKind::Ambiguous if step == Step::Create => {
+            // The create may have gone through: find it before paying twice.
+            retry_later(cfg, run, Step::Find, &f, now);
+        }
+        FailureKind::Transient | FailureKind::Ambiguous => retry_later(cfg, run, step, &f, now),
+        FailureKind::NotFound if step == Step::Find => {
+            // Listing is unavailable (e.g. a generic server without the jobs
+            // extension): nothing to adopt.
+            out.push(Action::Warn(format!(
+                "cannot look up batch {} at the provider ({}); creating it again",
+                run.batch.number, f.message
+            )));
+            schedule(run, Step::Create, now);
+        }
+        FailureKind::NotFound | FailureKind::Permanent => {
+            run.batch_failures += 1;
+            if run.batch_failures > cfg.max_retries {
+                let failure = BatchFailure { code: f.code.clone(), message: f.message.clone() };
+                out.push(Action::Warn(format!(
+                    "giving up on batch {} after {} failures: {}: {}",
+                    run.batch.number, run.batch_failures, f.code, f.message
+                )));
+                finish(run, RemoteState::Failed, None, None, Some(failure), now, out);
+                return;
+            }
+            out.push(Action::Warn(format!(
+                "batch {}: {} failed: {}: {}; starting a new attempt",
+                run.batch.number,
+                step_name(step),
+                f.code,
+                f.message
+            )));
+            // The provider lost or refused our file or batch: start over
+            // with a fresh upload and a new attempt number.
+            run.batch.attempt += 1;
+            run.batch.phase = Phase::Planned;
+            run.batch.file_id = None;
+            run.batch.remote_id = None;
+            run.batch.submitted_at = None;
+            out.push(Action::Persist(run.batch.clone()));
+            retry_later(cfg, run, Step::Upload, &f, now);
+        }
+    }
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Upload => "upload",
+        Step::Create => "create",
+        Step::Find => "lookup",
+        Step::Poll => "poll",
+        Step::Cancel => "cancel",
+        Step::Emit => "emit",
+    }
+}

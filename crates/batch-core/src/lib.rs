@@ -1,0 +1,103 @@
+//! The sans-IO core of mlpredict: every decision — when to cut a batch,
+//! when to upload, create, poll, cancel, retry, emit — is made here, by a
+//! deterministic state machine that does no IO and reads no clock. The shell
+//! (file or Kafka runtime, or the simulator in `tests/`) feeds it events and
+//! carries out the actions it returns, in order.
+//!
+//! Durability contract with the shell (DESIGN.md §4):
+//! - a [`Plan`] returned by [`Core::on_record`] / [`Action::Cut`] must be made
+//!   durable (batch row `Planned` + lane watermark + dead letters) before the
+//!   shell calls the core again;
+//! - [`Action::Persist`] must be durable before the next action is executed;
+//! - [`Action::Emit`] is one atomic step: output appended and synced, then the
+//!   batch marked `Emitted` (and its retry batch inserted) in one commit.
+
+mod backoff;
+mod batch;
+mod core;
+mod planner;
+
+pub use crate::backoff::backoff_ms;
+pub use crate::batch::{Batch, BatchFailure, Disposition, Phase, RemoteState, ResultClass};
+pub use crate::core::{Action, Core, Event, Failure, FailureKind, Remote};
+pub use crate::planner::{Plan, RecordCuts};
+
+/// One ordered, replayable input sequence: a Kafka partition or an input file.
+pub type LaneId = u32;
+/// Position of a record in its lane: a byte offset or a Kafka offset. Never
+/// changes on replay.
+pub type Position = u64;
+/// Milliseconds since the Unix epoch. The core never reads a clock: the shell
+/// passes `now` in (the simulator passes virtual time).
+pub type Millis = u64;
+
+/// Policy knobs, from `ml.batch.*` plus provider limits.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Prefix of batch numbers: the pipeline name or `batch_number`.
+    pub prefix: String,
+    pub batch_size: u32,
+    pub max_bytes: u64,
+    pub max_wait_ms: Millis,
+    pub max_inflight: u32,
+    pub poll_interval_ms: Millis,
+    pub poll_max_interval_ms: Millis,
+    pub job_timeout_ms: Millis,
+    pub max_retries: u32,
+    /// Base of exponential backoff for failed calls.
+    pub backoff_base_ms: Millis,
+    pub backoff_cap_ms: Millis,
+}
+
+impl CoreConfig {
+    /// Reasonable values for tests and the simulator.
+    pub fn for_tests(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            batch_size: 10,
+            max_bytes: 1 << 20,
+            max_wait_ms: 500,
+            max_inflight: 4,
+            poll_interval_ms: 200,
+            poll_max_interval_ms: 2_000,
+            job_timeout_ms: 60_000,
+            max_retries: 3,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 5_000,
+        }
+    }
+}
+
+/// `custom_id` of a record: `{lane}-{position}` (portable: `[A-Za-z0-9_-]`).
+pub fn custom_id(lane: LaneId, position: Position) -> String {
+    format!("{lane}-{position}")
+}
+
+/// Write a `custom_id` into a reusable buffer (hot path: no allocation).
+pub fn write_custom_id(out: &mut String, lane: LaneId, position: Position) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = write!(out, "{lane}-{position}");
+}
+
+/// Parse a `custom_id` back into lane and position.
+pub fn parse_custom_id(id: &str) -> Option<(LaneId, Position)> {
+    let (lane, pos) = id.split_once('-')?;
+    Some((lane.parse().ok()?, pos.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_id_round_trips() {
+        let id = custom_id(3, 18_446_744_073_709_551_615);
+        assert_eq!(parse_custom_id(&id), Some((3, u64::MAX)));
+        assert_eq!(parse_custom_id("x-1"), None);
+        assert_eq!(parse_custom_id("1"), None);
+        let mut buf = String::from("junk");
+        write_custom_id(&mut buf, 0, 42);
+        assert_eq!(buf, "0-42");
+    }
+}

@@ -1,0 +1,387 @@
+//! The simulated world: source, durable store, provider, crashes.
+
+mod provider;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use batch_core::{
+    Action, Batch, BatchFailure, Core, CoreConfig, Disposition, Event, LaneId, Millis, Phase, Position,
+    ResultClass,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use provider::{Faults, Provider};
+
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub seeds: u64,
+    pub records: u64,
+    pub crashes: u64,
+    pub lost_creates: u64,
+    pub adoptions: u64,
+    pub quota_failures: u64,
+    pub expired: u64,
+    pub cancelled: u64,
+    pub retried_records: u64,
+    pub whole_batch_errors: u64,
+    pub steps: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.seeds += 1;
+        self.records += o.records;
+        self.crashes += o.crashes;
+        self.lost_creates += o.lost_creates;
+        self.adoptions += o.adoptions;
+        self.quota_failures += o.quota_failures;
+        self.expired += o.expired;
+        self.cancelled += o.cancelled;
+        self.retried_records += o.retried_records;
+        self.whole_batch_errors += o.whole_batch_errors;
+        self.steps += o.steps;
+    }
+}
+
+/// What survives a crash.
+#[derive(Debug, Default, Clone)]
+struct Durable {
+    lanes: BTreeMap<LaneId, Position>,
+    batches: BTreeMap<u64, Batch>,
+    /// (lane, position, ok?) in emission order.
+    output: Vec<(LaneId, Position, bool)>,
+    dlq: Vec<(LaneId, Position)>,
+}
+
+struct Pending {
+    due: Millis,
+    seq: u64,
+    event: Event,
+}
+
+pub struct World {
+    seed: u64,
+    rng: StdRng,
+    now: Millis,
+    cfg: CoreConfig,
+    /// Per lane: number of records; a record's position is its index.
+    lane_len: BTreeMap<LaneId, u64>,
+    dead: BTreeSet<(LaneId, Position)>,
+    durable: Durable,
+    provider: Provider,
+    // Volatile: lost at a crash.
+    core: Core,
+    cursor: BTreeMap<LaneId, Position>,
+    eof_sent: BTreeSet<LaneId>,
+    pending: Vec<Pending>,
+    seq: u64,
+    crash_rate: f64,
+    crashes_left: u32,
+    totals: Totals,
+    /// Members whose generation ran out (emitted as errors after retries).
+    max_retries: u32,
+}
+
+impl World {
+    pub fn new(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let lanes = rng.random_range(1..=3u32);
+        let mut lane_len = BTreeMap::new();
+        let mut dead = BTreeSet::new();
+        let dead_rate = [0.0, 0.02, 0.1][rng.random_range(0..3)];
+        for lane in 0..lanes {
+            let n = rng.random_range(0..250u64);
+            lane_len.insert(lane, n);
+            for p in 0..n {
+                if rng.random_bool(dead_rate) {
+                    dead.insert((lane, p));
+                }
+            }
+        }
+        let mut cfg = CoreConfig::for_tests("sim");
+        cfg.batch_size = rng.random_range(1..=40);
+        cfg.max_bytes = rng.random_range(50..=2_000);
+        cfg.max_inflight = rng.random_range(1..=6);
+        cfg.max_wait_ms = rng.random_range(10..=2_000);
+        cfg.max_retries = rng.random_range(0..=3);
+        cfg.job_timeout_ms = rng.random_range(2_000..=60_000);
+        let max_retries = cfg.max_retries;
+        let harsh = rng.random_bool(0.3);
+        let faults = Faults::random(&mut rng, harsh);
+        let crash_rate = [0.0, 0.002, 0.01, 0.05][rng.random_range(0..4)];
+        let crashes_left = rng.random_range(0..=12);
+        let core = Core::new(cfg.clone());
+        Self {
+            seed,
+            provider: Provider::new(seed, faults),
+            rng,
+            now: 1_700_000_000_000,
+            cfg,
+            lane_len,
+            dead,
+            durable: Durable::default(),
+            core,
+            cursor: BTreeMap::new(),
+            eof_sent: BTreeSet::new(),
+            pending: Vec::new(),
+            seq: 0,
+            crash_rate,
+            crashes_left,
+            totals: Totals::default(),
+            max_retries,
+        }
+        .started()
+    }
+
+    fn started(mut self) -> Self {
+        self.restart();
+        self
+    }
+
+    /// Build the volatile half of the world from the durable half, as a
+    /// process start does.
+    fn restart(&mut self) {
+        let lanes: Vec<_> = self.durable.lanes.iter().map(|(&l, &p)| (l, p)).collect();
+        let open: Vec<Batch> =
+            self.durable.batches.values().filter(|b| b.phase != Phase::Emitted).cloned().collect();
+        let next_id = self.durable.batches.keys().max().map_or(1, |m| m + 1);
+        self.core = Core::restore(self.cfg.clone(), &lanes, open, next_id, self.now);
+        self.cursor.clear();
+        for (&lane, _) in &self.lane_len {
+            let at = self.durable.lanes.get(&lane).copied().unwrap_or(0);
+            self.core.open_lane(lane, at);
+            self.cursor.insert(lane, at);
+        }
+        self.eof_sent.clear();
+        self.pending.clear();
+    }
+
+    pub fn run(&mut self) {
+        let mut actions = Vec::new();
+        for step in 0.. {
+            assert!(step < 400_000, "no progress after {step} steps (now {})", self.now);
+            self.totals.steps += 1;
+            if self.crashes_left > 0 && self.rng.random_bool(self.crash_rate) {
+                self.crashes_left -= 1;
+                self.totals.crashes += 1;
+                self.restart();
+            }
+            // Feed a few records from a random lane while the core wants them.
+            let mut lanes: Vec<LaneId> =
+                self.lane_len.keys().copied().filter(|l| self.cursor[l] < self.lane_len[l]).collect();
+            if lanes.is_empty() {
+                lanes = self.lane_len.keys().copied().filter(|l| !self.eof_sent.contains(l)).collect();
+            }
+            if lanes.is_empty() {
+                lanes.push(*self.lane_len.keys().next().expect("a lane"));
+            }
+            let lane = lanes[self.rng.random_range(0..lanes.len())];
+            let len = self.lane_len[&lane];
+            let cursor = self.cursor[&lane];
+            if self.core.wants_records() && cursor < len {
+                let n = self.rng.random_range(1..=8u64).min(len - cursor);
+                for p in cursor..cursor + n {
+                    let dead = self.dead.contains(&(lane, p));
+                    let bytes = if dead { 0 } else { 20 + (p % 30) };
+                    let cuts = self.core.on_record(lane, p, p + 1, bytes, dead, self.now);
+                    for plan in [cuts.before, cuts.after].into_iter().flatten() {
+                        self.commit_cut(plan);
+                    }
+                }
+                self.cursor.insert(lane, cursor + n);
+                self.now += self.rng.random_range(0..=3);
+            } else if cursor >= len && !self.eof_sent.contains(&lane) {
+                self.eof_sent.insert(lane);
+                self.core.handle(Event::EndOfInput { lane }, self.now, &mut actions);
+            } else if self.core.is_idle() && self.pending.is_empty() && self.eof_sent.len() == self.lane_len.len() {
+                return;
+            } else {
+                // Deliver the earliest answer, or let time pass to the next wake.
+                let next_event = self.pending.iter().map(|p| (p.due, p.seq)).min();
+                let wake = self.core.next_wake();
+                match (next_event, wake) {
+                    (Some((due, seq)), w) if w.is_none_or(|w| due <= w) => {
+                        self.now = self.now.max(due);
+                        let i = self.pending.iter().position(|p| p.seq == seq).expect("pending");
+                        let p = self.pending.swap_remove(i);
+                        self.core.handle(p.event, self.now, &mut actions);
+                    }
+                    (_, Some(w)) => self.now = self.now.max(w),
+                    (Some(_), None) => unreachable!("covered by the first arm"),
+                    (None, None) => {
+                        // Waiting for more records that the core does not want
+                        // yet can only happen if something is in flight.
+                        assert!(
+                            !self.core.wants_records() || self.cursor.iter().all(|(l, c)| *c >= self.lane_len[l]),
+                            "stalled: nothing pending, nothing to wake for: {:#?}", self.core
+                        );
+                        panic!("stalled with the core not wanting records and nothing in flight: {:#?}", self.core);
+                    }
+                }
+            }
+            self.core.tick(self.now, &mut actions);
+            for action in actions.drain(..) {
+                self.execute(action);
+            }
+        }
+    }
+
+    fn commit_cut(&mut self, plan: batch_core::Plan) {
+        let start = plan.first;
+        for p in start..plan.end {
+            if self.dead.contains(&(plan.lane, p)) {
+                self.durable.dlq.push((plan.lane, p));
+            }
+        }
+        self.durable.lanes.insert(plan.lane, plan.end);
+        if let Some(batch) = plan.batch {
+            self.durable.batches.insert(batch.id, batch);
+        }
+    }
+
+    fn answer(&mut self, latency: Millis, event: Event) {
+        self.seq += 1;
+        self.pending.push(Pending { due: self.now + latency, seq: self.seq, event });
+    }
+
+    fn execute(&mut self, action: Action) {
+        let latency = self.rng.random_range(1..=300);
+        match action {
+            Action::Cut(plan) => self.commit_cut(plan),
+            Action::Persist(batch) => {
+                self.durable.batches.insert(batch.id, batch);
+            }
+            Action::Upload(batch) => {
+                let result = self.provider.upload(&batch, &mut self.totals);
+                self.answer(latency, Event::Uploaded { id: batch.id, result });
+            }
+            Action::Create(batch) => {
+                let members = self.members(&batch);
+                let result = self.provider.create(&batch, members, self.now, &mut self.totals);
+                self.answer(latency, Event::Created { id: batch.id, result });
+            }
+            Action::Find { batch, not_before } => {
+                let result = self.provider.find(&batch, not_before, &mut self.totals);
+                self.answer(latency, Event::Found { id: batch.id, result });
+            }
+            Action::Poll { id, remote_id } => {
+                let result = self.provider.poll(&remote_id, self.now);
+                self.answer(latency, Event::Polled { id, result });
+            }
+            Action::Cancel { id, remote_id } => {
+                let result = self.provider.cancel(&remote_id, self.now, &mut self.totals);
+                self.answer(latency, Event::CancelRequested { id, result });
+            }
+            Action::Emit { batch, final_generation, retry_id, retry_number } => {
+                if let Some(failure) = self.provider.download_fails() {
+                    self.answer(latency, Event::EmitFailed { id: batch.id, failure });
+                    return;
+                }
+                let retry = self.emit(&batch, final_generation, retry_id, retry_number);
+                // The commit is durable now; the crash check at the next step
+                // may still lose this answer, as a real crash would.
+                self.answer(0, Event::Emitted { id: batch.id, retry });
+            }
+            Action::Cleanup(_) | Action::Warn(_) => {}
+            Action::Fatal(msg) => panic!("fatal: {msg}"),
+        }
+    }
+
+    fn members(&self, batch: &Batch) -> Vec<Position> {
+        match &batch.members {
+            Some(m) => m.clone(),
+            None => (batch.first..batch.end).filter(|p| !self.dead.contains(&(batch.lane, *p))).collect(),
+        }
+    }
+
+    /// The shell's emit step: join, decide each member's fate, commit.
+    fn emit(&mut self, batch: &Batch, final_generation: bool, retry_id: u64, retry_number: String) -> Option<Batch> {
+        let stored = &self.durable.batches[&batch.id];
+        assert_eq!(stored.phase, Phase::Finished, "emit of a batch not durably finished: {stored:?}");
+        let results = match (&batch.failure, &batch.remote_id) {
+            (Some(_), _) | (None, None) => BTreeMap::new(),
+            (None, Some(remote)) => self.provider.results(remote),
+        };
+        let mut retry = Vec::new();
+        for p in self.members(batch) {
+            let class = match &batch.failure {
+                Some(BatchFailure { .. }) => ResultClass::Permanent,
+                None => results.get(&p).copied().unwrap_or(ResultClass::Missing),
+            };
+            match class.disposition(final_generation) {
+                Disposition::EmitOk => self.durable.output.push((batch.lane, p, true)),
+                Disposition::EmitError => self.durable.output.push((batch.lane, p, false)),
+                Disposition::Retry => retry.push(p),
+            }
+        }
+        if batch.failure.is_some() {
+            self.totals.whole_batch_errors += 1;
+        }
+        self.totals.retried_records += retry.len() as u64;
+        let mut done = batch.clone();
+        done.phase = Phase::Emitted;
+        self.durable.batches.insert(done.id, done);
+        if retry.is_empty() {
+            return None;
+        }
+        let retry_batch = Batch {
+            id: retry_id,
+            number: retry_number,
+            records: retry.len() as u32,
+            members: Some(retry),
+            generation: batch.generation + 1,
+            attempt: 0,
+            phase: Phase::Planned,
+            planned_at: self.now,
+            submitted_at: None,
+            file_id: None,
+            remote_id: None,
+            remote_state: None,
+            output_file: None,
+            error_file: None,
+            failure: None,
+            ..batch.clone()
+        };
+        assert!(!self.durable.batches.contains_key(&retry_id), "retry id {retry_id} reused");
+        self.durable.batches.insert(retry_id, retry_batch.clone());
+        Some(retry_batch)
+    }
+
+    pub fn check(&self) {
+        let mut seen = BTreeMap::new();
+        for &(lane, p, ok) in &self.durable.output {
+            assert!(!self.dead.contains(&(lane, p)), "dead record {lane}-{p} emitted as output");
+            if seen.insert((lane, p), ok).is_some() {
+                panic!("record {lane}-{p} emitted twice");
+            }
+        }
+        for (&lane, &len) in &self.lane_len {
+            for p in 0..len {
+                if !self.dead.contains(&(lane, p)) {
+                    assert!(seen.contains_key(&(lane, p)), "record {lane}-{p} never emitted");
+                }
+            }
+        }
+        let dlq: BTreeSet<_> = self.durable.dlq.iter().copied().collect();
+        assert_eq!(dlq.len(), self.durable.dlq.len(), "a dead letter written twice");
+        assert_eq!(dlq, self.dead, "dead letters differ from the dead records");
+        // A record answered successfully by the provider is never answered
+        // again: nothing was paid for twice.
+        self.provider.check_no_double_answers();
+        // An ok in the output must be an ok at the provider.
+        for (&(lane, p), &ok) in &seen {
+            if ok {
+                assert!(self.provider.answered_ok(lane, p), "{lane}-{p} emitted ok without a provider answer");
+            }
+        }
+        let _ = self.max_retries;
+        let _ = self.seed;
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = self.totals.clone();
+        t.records = self.lane_len.values().sum();
+        t
+    }
+}
