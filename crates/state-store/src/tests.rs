@@ -1,0 +1,93 @@
+use super::*;
+
+fn batch(id: u64) -> Batch {
+    Batch {
+        id,
+        lane: 0,
+        number: format!("p-0-{id}-{}", id + 10),
+        first: id,
+        end: id + 10,
+        members: None,
+        generation: 0,
+        attempt: 0,
+        records: 10,
+        phase: Phase::Planned,
+        planned_at: 1000,
+        submitted_at: None,
+        file_id: None,
+        remote_id: None,
+        remote_state: None,
+        output_file: None,
+        error_file: None,
+        failure: None,
+    }
+}
+
+#[test]
+fn batches_round_trip_through_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("p")).unwrap();
+    let mut b = batch(1);
+    store.commit_cut(0, 11, Some("fp"), Some(&b), &[("dlq", 5)]).unwrap();
+    b.phase = Phase::Uploaded;
+    b.file_id = Some("file-1".into());
+    store.persist(&b).unwrap();
+    b.phase = Phase::Finished;
+    b.remote_id = Some("batch_1".into());
+    b.remote_state = Some(RemoteState::Expired);
+    b.failure = Some(BatchFailure { code: "c".into(), message: "m".into() });
+    store.persist(&b).unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("p")).unwrap();
+    let snap = store.load().unwrap();
+    assert_eq!(snap.open_batches, vec![b]);
+    assert_eq!(snap.lanes, vec![(0, 11)]);
+    assert_eq!(snap.next_id, 2);
+    assert_eq!(snap.sinks.get("dlq"), Some(&5));
+    assert_eq!(store.lane_fingerprint(0).unwrap().as_deref(), Some("fp"));
+}
+
+#[test]
+fn emission_commits_batch_sinks_and_retry_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let b = batch(1);
+    store.commit_cut(0, 11, None, Some(&b), &[]).unwrap();
+    let mut retry = batch(2);
+    retry.members = Some(vec![3, 7]);
+    retry.generation = 1;
+    store.commit_emit(&b, 5000, &[("output", 1234), ("dlq", 0)], Some(&retry)).unwrap();
+    let snap = store.load().unwrap();
+    assert_eq!(snap.open_batches, vec![retry]);
+    assert_eq!(snap.sinks.get("output"), Some(&1234));
+    assert_eq!(snap.next_id, 3);
+    let all = store.all_batches().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].phase, Phase::Emitted);
+}
+
+#[test]
+fn directory_is_private_and_newer_schemas_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("state");
+    let store = Store::open(&p).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+    store.set_meta("schema_version", "99").unwrap();
+    drop(store);
+    let err = Store::open(&p).err().expect("refused");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn empty_member_lists_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut b = batch(4);
+    b.members = Some(vec![]);
+    store.persist(&b).unwrap();
+    assert_eq!(store.load().unwrap().open_batches[0].members, Some(vec![]));
+}
