@@ -1,0 +1,187 @@
+//! Joining a finished batch's results with its records and writing output
+//! lines. Results arrive in any order: they are joined by custom_id, never by
+//! position. Output lines are built by copying the record's bytes and
+//! appending two fields, never by re-serializing the record.
+
+use std::collections::HashMap;
+use std::fs::File;
+
+use batch_api::wire::{parse_result_line, Outcome, Task, WireFormat};
+use batch_core::{parse_custom_id, Batch, Disposition, Position, ResultClass};
+
+use crate::record::{write_record_open, Fields};
+use crate::source;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub ok: u64,
+    pub errors: u64,
+    pub tokens: u64,
+    pub malformed_results: u64,
+}
+
+pub struct Joined {
+    pub counts: Counts,
+    pub retry: Vec<Position>,
+}
+
+/// Per-pipeline constant parts of output lines.
+pub struct OutputShape {
+    /// `,"prediction":`
+    prediction_key: Vec<u8>,
+}
+
+impl OutputShape {
+    pub fn new(output_field: &str) -> Self {
+        let mut prediction_key = b",".to_vec();
+        serde_json::to_writer(&mut prediction_key, output_field).expect("string to vec");
+        prediction_key.push(b':');
+        Self { prediction_key }
+    }
+}
+
+pub struct JoinInput<'a> {
+    pub batch: &'a Batch,
+    pub final_generation: bool,
+    pub results: &'a [Vec<u8>],
+    pub source: &'a File,
+    pub fields: &'a Fields<'a>,
+    pub format: WireFormat,
+    pub task: Task,
+    pub shape: &'a OutputShape,
+}
+
+enum Fate<'r> {
+    Ok(&'r [u8]),
+    Error { code: &'r str, message: &'r str },
+}
+
+pub fn join(input: &JoinInput<'_>, out: &mut Vec<u8>) -> anyhow::Result<Joined> {
+    let batch = input.batch;
+    let mut counts = Counts::default();
+    let mut by_position: HashMap<Position, Outcome<'_>> =
+        HashMap::with_capacity(batch.records as usize);
+    for buf in input.results {
+        for line in batch_api::wire::split_lines(buf) {
+            match parse_result_line(input.format, input.task, line) {
+                Ok(r) => match parse_custom_id(&r.custom_id) {
+                    Some((lane, pos)) if lane == batch.lane => {
+                        if let Outcome::Ok {
+                            total_tokens: Some(t),
+                            ..
+                        } = &r.outcome
+                        {
+                            counts.tokens += t;
+                        }
+                        // A success wins over a failure line for the same id.
+                        let keep = by_position.get(&pos).is_some_and(|o| o.is_ok());
+                        if !keep {
+                            by_position.insert(pos, r.outcome);
+                        }
+                    }
+                    _ => counts.malformed_results += 1,
+                },
+                Err(e) => {
+                    counts.malformed_results += 1;
+                    tracing::warn!(batch = %batch.number, error = %e, "skipping a result line");
+                }
+            }
+        }
+    }
+    let mut head = Vec::with_capacity(128);
+    head.extend_from_slice(br#","ml_predict":{"batch_number":"#);
+    serde_json::to_writer(&mut head, &batch.number)?;
+    head.extend_from_slice(br#","batch_id":"#);
+    serde_json::to_writer(&mut head, &batch.remote_id)?;
+    head.extend_from_slice(format!(r#","retries":{},"custom_id":""#, batch.generation).as_bytes());
+
+    let mut retry = Vec::new();
+    let mut one = |pos: Position, line: &[u8], out: &mut Vec<u8>| {
+        let (class, fate) = match (&batch.failure, by_position.get(&pos)) {
+            (Some(f), _) => (
+                ResultClass::Permanent,
+                Fate::Error {
+                    code: &f.code,
+                    message: &f.message,
+                },
+            ),
+            (None, Some(Outcome::Ok { prediction, .. })) => {
+                (ResultClass::Ok, Fate::Ok(prediction.get().as_bytes()))
+            }
+            (
+                None,
+                Some(Outcome::Failed {
+                    code,
+                    message,
+                    retriable,
+                }),
+            ) => (
+                if *retriable {
+                    ResultClass::Retriable
+                } else {
+                    ResultClass::Permanent
+                },
+                Fate::Error { code, message },
+            ),
+            (None, None) => (
+                ResultClass::Missing,
+                Fate::Error {
+                    code: "missing_result",
+                    message: "the provider returned no result for this request",
+                },
+            ),
+        };
+        match class.disposition(input.final_generation) {
+            Disposition::Retry => retry.push(pos),
+            Disposition::EmitOk | Disposition::EmitError => {
+                if !write_record_open(out, line) {
+                    return;
+                }
+                out.extend_from_slice(&input.shape.prediction_key);
+                match fate {
+                    Fate::Ok(p) => {
+                        counts.ok += 1;
+                        out.extend_from_slice(p);
+                    }
+                    Fate::Error { .. } => {
+                        counts.errors += 1;
+                        out.extend_from_slice(b"null");
+                    }
+                }
+                out.extend_from_slice(&head);
+                out.extend_from_slice(format!("{}-{pos}\"", batch.lane).as_bytes());
+                match fate {
+                    Fate::Ok(_) => out.extend_from_slice(br#","status":"ok","error":null}}"#),
+                    Fate::Error { code, message } => {
+                        out.extend_from_slice(br#","status":"error","error":{"code":"#);
+                        let _ = serde_json::to_writer(&mut *out, code);
+                        out.extend_from_slice(br#","message":"#);
+                        let _ = serde_json::to_writer(&mut *out, message);
+                        out.extend_from_slice(b"}}}");
+                    }
+                }
+                out.push(b'\n');
+            }
+        }
+    };
+
+    match &batch.members {
+        None => {
+            let range = source::read_range(input.source, batch.first, batch.end)?;
+            for (pos, line) in source::lines(&range, batch.first) {
+                if line.trim_ascii().is_empty() || input.fields.parse(line).is_err() {
+                    continue; // dead letters went out when the batch was cut
+                }
+                one(pos, line, out);
+            }
+        }
+        Some(members) => {
+            let mut line = Vec::new();
+            for &pos in members {
+                source::read_line_at(input.source, pos, &mut line)?;
+                one(pos, &line, out);
+            }
+        }
+    }
+    Ok(Joined { counts, retry })
+}

@@ -1,0 +1,206 @@
+//! Provider calls, run on the async runtime; each answer comes back to the
+//! pipeline loop as a message. Counting happens here so that every call is
+//! seen once.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use batch_api::{ApiError, BatchApi, BatchMeta};
+use batch_core::{Batch, Event};
+use tokio::runtime::Handle;
+
+use crate::provider::{failure, remote};
+
+pub enum Msg {
+    Core(Event),
+    Downloaded {
+        batch: Batch,
+        final_generation: bool,
+        retry_id: u64,
+        retry_number: String,
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Default, Debug)]
+pub struct CallCounts {
+    pub upload: AtomicU64,
+    pub create: AtomicU64,
+    pub find: AtomicU64,
+    pub poll: AtomicU64,
+    pub download: AtomicU64,
+    pub cancel: AtomicU64,
+    pub delete: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl CallCounts {
+    pub fn total(&self) -> u64 {
+        [
+            &self.upload,
+            &self.create,
+            &self.find,
+            &self.poll,
+            &self.download,
+            &self.cancel,
+            &self.delete,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+}
+
+#[derive(Clone)]
+pub struct Caller {
+    pub api: Arc<dyn BatchApi>,
+    pub rt: Handle,
+    pub tx: Sender<Msg>,
+    pub counts: Arc<CallCounts>,
+    pub pipeline: String,
+}
+
+fn note<T>(counts: &CallCounts, call: &'static str, r: &Result<T, ApiError>) {
+    metrics::counter!("api_calls_total", "call" => call).increment(1);
+    if let Err(e) = r {
+        counts.errors.fetch_add(1, Ordering::Relaxed);
+        let class = format!("{:?}", e.class).to_lowercase();
+        metrics::counter!("api_errors_total", "call" => call, "class" => class).increment(1);
+        tracing::debug!(call, error = %e, "provider call failed");
+    }
+}
+
+impl Caller {
+    pub fn meta(&self, batch: &Batch) -> BatchMeta {
+        BatchMeta {
+            pipeline: self.pipeline.clone(),
+            batch_number: batch.number.clone(),
+            attempt: batch.attempt,
+        }
+    }
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = Msg> + Send + 'static,
+    {
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+    }
+
+    pub fn upload(&self, id: u64, path: PathBuf, file_name: String) {
+        let c = self.clone();
+        c.counts.upload.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
+            let r = c.api.upload(&path, &file_name).await;
+            note(&c.counts, "upload", &r);
+            Msg::Core(Event::Uploaded {
+                id,
+                result: r.map_err(|e| failure(&e)),
+            })
+        });
+    }
+
+    pub fn create(&self, batch: Batch, path: PathBuf) {
+        let c = self.clone();
+        c.counts.create.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
+            let meta = c.meta(&batch);
+            let r = c.api.create(batch.file_id.as_deref(), &path, &meta).await;
+            note(&c.counts, "create", &r);
+            if r.is_ok() {
+                metrics::counter!("batch_jobs_submitted_total").increment(1);
+            }
+            Msg::Core(Event::Created {
+                id: batch.id,
+                result: r.map(remote).map_err(|e| failure(&e)),
+            })
+        });
+    }
+
+    pub fn find(&self, batch: Batch, not_before_ms: u64) {
+        let c = self.clone();
+        c.counts.find.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
+            let meta = c.meta(&batch);
+            let r = c.api.find(&meta, (not_before_ms / 1000) as i64).await;
+            note(&c.counts, "find", &r);
+            if let Ok(Some(found)) = &r {
+                tracing::info!(batch = %batch.number, attempt = batch.attempt, remote = %found.id, "adopting a batch created before a crash");
+                metrics::counter!("batch_jobs_adopted_total").increment(1);
+            }
+            Msg::Core(Event::Found { id: batch.id, result: r.map(|o| o.map(remote)).map_err(|e| failure(&e)) })
+        });
+    }
+
+    pub fn poll(&self, id: u64, remote_id: String) {
+        let c = self.clone();
+        c.counts.poll.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
+            let r = c.api.get(&remote_id).await;
+            note(&c.counts, "poll", &r);
+            Msg::Core(Event::Polled {
+                id,
+                result: r.map(remote).map_err(|e| failure(&e)),
+            })
+        });
+    }
+
+    pub fn cancel(&self, id: u64, remote_id: String) {
+        let c = self.clone();
+        c.counts.cancel.fetch_add(1, Ordering::Relaxed);
+        self.spawn(async move {
+            let r = c.api.cancel(&remote_id).await;
+            note(&c.counts, "cancel", &r);
+            Msg::Core(Event::CancelRequested {
+                id,
+                result: r.map(drop).map_err(|e| failure(&e)),
+            })
+        });
+    }
+
+    /// Download a finished batch's result files, then hand it back for the
+    /// join. A file that is gone (404) counts as empty: its requests are
+    /// then missing and retried.
+    pub fn download(
+        &self,
+        batch: Batch,
+        final_generation: bool,
+        retry_id: u64,
+        retry_number: String,
+        targets: Vec<(String, PathBuf)>,
+    ) {
+        let c = self.clone();
+        self.spawn(async move {
+            let mut files = Vec::new();
+            for (file, dest) in targets {
+                c.counts.download.fetch_add(1, Ordering::Relaxed);
+                let r = c.api.download(&file, &dest).await;
+                note(&c.counts, "download", &r);
+                match r {
+                    Ok(_) => files.push(dest),
+                    Err(e) if e.class == batch_api::ErrorClass::NotFound => {
+                        tracing::warn!(batch = %batch.number, file, "result file is gone at the provider; its requests will be retried");
+                    }
+                    Err(e) => return Msg::Core(Event::EmitFailed { id: batch.id, failure: failure(&e) }),
+                }
+            }
+            Msg::Downloaded { batch, final_generation, retry_id, retry_number, files }
+        });
+    }
+
+    /// Delete provider files of an emitted batch (best effort).
+    pub fn delete_files(&self, files: Vec<String>) {
+        let c = self.clone();
+        self.rt.spawn(async move {
+            for f in files {
+                c.counts.delete.fetch_add(1, Ordering::Relaxed);
+                let r = c.api.delete_file(&f).await;
+                note(&c.counts, "delete", &r);
+            }
+        });
+    }
+}

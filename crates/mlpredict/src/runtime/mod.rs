@@ -1,0 +1,668 @@
+//! The thin IO shell around the core for file pipelines: it reads the
+//! source, writes batch files, runs provider calls on the async runtime,
+//! joins results and commits — always in the order the core's actions say.
+
+mod calls;
+mod progress;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use batch_api::wire::{RequestTemplate, Task, WireFormat};
+use batch_core::{
+    write_custom_id, Action, Batch, Core, CoreConfig, Event, Millis, Phase, Plan, RemoteState,
+};
+use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
+use state_store::Store;
+use tokio::runtime::Handle;
+
+use crate::emit::{self, JoinInput, OutputShape};
+use crate::files::LocalDir;
+use crate::provider;
+use crate::record::Fields;
+use crate::sink::FileSink;
+use crate::source::{self, FileSource};
+pub use calls::CallCounts;
+use calls::{Caller, Msg};
+
+const LANE: u32 = 0;
+
+/// How a run ended and what it did, for the summary and for tests.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub records_read: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dead_letters: u64,
+    pub retried: u64,
+    pub batches_submitted: u64,
+    pub batches_emitted: u64,
+    pub api_calls: u64,
+    pub api_errors: u64,
+    pub tokens: u64,
+    pub wall: Duration,
+    pub output: PathBuf,
+    pub dlq: PathBuf,
+    pub interrupted: bool,
+}
+
+pub struct Options {
+    pub cancel_inflight: bool,
+    pub shutdown: Arc<AtomicBool>,
+    pub progress: bool,
+}
+
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn core_config(cfg: &PipelineConfig, limits: batch_api::Limits) -> CoreConfig {
+    let b = &cfg.batch;
+    CoreConfig {
+        prefix: cfg.batch_number_prefix().to_owned(),
+        batch_size: b
+            .size
+            .min(limits.max_requests.min(u32::MAX as u64) as u32)
+            .max(1),
+        // Leave room under the provider's file limit for the last line.
+        max_bytes: b
+            .max_bytes
+            .min(limits.max_bytes.saturating_sub(1 << 20))
+            .max(1),
+        max_wait_ms: b.max_wait.as_millis() as u64,
+        max_inflight: b.max_inflight.max(1),
+        poll_interval_ms: b.poll_interval.as_millis() as u64,
+        poll_max_interval_ms: b.poll_max_interval.as_millis() as u64,
+        job_timeout_ms: b.job_timeout.as_millis() as u64,
+        max_retries: b.max_retries,
+        backoff_base_ms: 500,
+        backoff_cap_ms: 60_000,
+    }
+}
+
+/// Where a pipeline keeps its state and batch files.
+pub fn state_dir(cfg: &PipelineConfig) -> PathBuf {
+    cfg.batch.local_dir.join(&cfg.name)
+}
+
+struct Shell<'a> {
+    cfg: &'a PipelineConfig,
+    store: Store,
+    local: LocalDir,
+    output: FileSink,
+    dlq: FileSink,
+    source_file: File,
+    template: RequestTemplate,
+    format: WireFormat,
+    task: Task,
+    fields: Fields<'a>,
+    shape: OutputShape,
+    caller: Caller,
+    lane_writer: Option<BufWriter<File>>,
+    dead: Vec<u8>,
+    dead_count: u64,
+    out_buf: Vec<u8>,
+    summary: Summary,
+}
+
+pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let SourceConfig::File { path: input } = &cfg.source else {
+        bail!("this build reads file sources only")
+    };
+    let SinkConfig::File {
+        path: out_path,
+        dlq_path,
+    } = &cfg.sink
+    else {
+        bail!("this build writes file sinks only")
+    };
+    let setup = provider::connect(cfg)?;
+    let limits = setup.api.limits();
+    let dir = state_dir(cfg);
+    let store = Store::open(&dir)?;
+    let snapshot = store.load()?;
+    let output = FileSink::open(out_path, snapshot.sinks.get("output").copied())?;
+    let dlq = FileSink::open(dlq_path, snapshot.sinks.get("dlq").copied())?;
+    let source_file = File::open(input)
+        .with_context(|| format!("cannot open source.path {}", input.display()))?;
+    let watermark = snapshot
+        .lanes
+        .iter()
+        .find(|(l, _)| *l == LANE)
+        .map_or(0, |(_, w)| *w);
+    check_source(&store, &source_file, input, watermark)?;
+
+    let local = LocalDir::new(dir);
+    let open: BTreeSet<u64> = snapshot.open_batches.iter().map(|b| b.id).collect();
+    let removed = local.remove_orphans(&open)?;
+    if removed > 0 {
+        tracing::info!(removed, "removed local files no batch refers to");
+    }
+    if !snapshot.open_batches.is_empty() {
+        tracing::info!(
+            batches = snapshot.open_batches.len(),
+            "resuming batches from the last run"
+        );
+    }
+    let (tx, rx) = channel();
+    let caller = Caller {
+        api: Arc::from(setup.api),
+        rt,
+        tx,
+        counts: Arc::new(CallCounts::default()),
+        pipeline: cfg.name.clone(),
+    };
+    let mut core = Core::restore(
+        core_config(cfg, limits),
+        &snapshot.lanes,
+        snapshot.open_batches,
+        snapshot.next_id,
+        now_ms(),
+    );
+    core.open_lane(LANE, watermark);
+    let mut shell = Shell {
+        cfg,
+        store,
+        local,
+        source_file,
+        template: setup.template,
+        format: setup.format,
+        task: setup.task,
+        fields: Fields {
+            input: &cfg.model.input,
+            output: &cfg.model.output,
+        },
+        shape: OutputShape::new(&cfg.model.output),
+        caller,
+        lane_writer: None,
+        dead: Vec::new(),
+        dead_count: 0,
+        out_buf: Vec::new(),
+        summary: Summary {
+            output: out_path.clone(),
+            dlq: dlq_path.clone(),
+            ..Summary::default()
+        },
+        output,
+        dlq,
+    };
+    // Record the sinks' lengths so a later start knows this pipeline owns them.
+    let (o, d) = (shell.output.len(), shell.dlq.len());
+    shell.store.set_sinks(&[("output", o), ("dlq", d)])?;
+    let mut source = FileSource::open(input, watermark)?;
+    let result = shell.run(&mut core, &mut source, &rx, &opts);
+    if opts.cancel_inflight && opts.shutdown.load(Ordering::SeqCst) {
+        shell.cancel_inflight(&core);
+    }
+    let mut summary = result?;
+    summary.api_calls = shell.caller.counts.total();
+    summary.api_errors = shell.caller.counts.errors.load(Ordering::Relaxed);
+    summary.wall = started.elapsed();
+    Ok(summary)
+}
+
+fn check_source(
+    store: &Store,
+    file: &File,
+    path: &std::path::Path,
+    watermark: u64,
+) -> anyhow::Result<()> {
+    if watermark == 0 {
+        return Ok(());
+    }
+    let len = file.metadata()?.len();
+    if len < watermark {
+        bail!(
+            "source.path {} holds {len} bytes but this pipeline already consumed {watermark}: the input was truncated or replaced; \
+             restore it, or start a new pipeline (another pipeline.name or ml.batch.local.dir)",
+            path.display()
+        );
+    }
+    let stored = store.lane_fingerprint(LANE)?;
+    let now = source::fingerprint(file, watermark)?;
+    if stored.as_deref().is_some_and(|s| s != now) {
+        bail!(
+            "source.path {} changed before the position this pipeline already consumed ({watermark} bytes): \
+             it was edited or replaced; only appending is allowed while a pipeline resumes",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl Shell<'_> {
+    fn run(
+        &mut self,
+        core: &mut Core,
+        source: &mut FileSource,
+        rx: &Receiver<Msg>,
+        opts: &Options,
+    ) -> anyhow::Result<Summary> {
+        let mut actions = Vec::new();
+        let mut eof = false;
+        let mut custom_id = String::new();
+        let mut progress = progress::Progress::new(opts.progress);
+        // Pick up batches restored from the state at once.
+        core.tick(now_ms(), &mut actions);
+        self.execute(core, &mut actions)?;
+        loop {
+            if opts.shutdown.load(Ordering::SeqCst) {
+                self.summary.interrupted = true;
+                tracing::info!(
+                    "stopping: state is committed; run the same command again to resume"
+                );
+                break;
+            }
+            while let Ok(msg) = rx.try_recv() {
+                self.on_msg(core, msg, &mut actions)?;
+            }
+            let mut read = 0;
+            while !eof && core.wants_records() && read < 4096 {
+                let now = now_ms();
+                let Some(line) = source.next_line()? else {
+                    eof = true;
+                    core.handle(Event::EndOfInput { lane: LANE }, now, &mut actions);
+                    self.execute(core, &mut actions)?;
+                    break;
+                };
+                read += 1;
+                if line.line.trim_ascii().is_empty() {
+                    continue;
+                }
+                self.summary.records_read += 1;
+                let (pos, next, line_no) = (line.pos, line.next, line.line_no);
+                match self.fields.parse(line.line) {
+                    Ok(usable) => {
+                        write_custom_id(&mut custom_id, LANE, pos);
+                        let input = usable.input.get().as_bytes();
+                        let bytes = self.template.line_len(&custom_id, input) as u64;
+                        let cuts = core.on_record(LANE, pos, next, bytes, false, now);
+                        if let Some(plan) = cuts.before {
+                            self.seal_cut(plan)?;
+                        }
+                        let w = match &mut self.lane_writer {
+                            Some(w) => w,
+                            None => self
+                                .lane_writer
+                                .insert(LocalDir::create(&self.local.open_lane(LANE))?),
+                        };
+                        self.out_buf.clear();
+                        self.template
+                            .write_line(&mut self.out_buf, &custom_id, input);
+                        w.write_all(&self.out_buf)?;
+                        if let Some(plan) = cuts.after {
+                            self.seal_cut(plan)?;
+                        }
+                    }
+                    Err(reason) => {
+                        let cuts = core.on_record(LANE, pos, next, 0, true, now);
+                        debug_assert!(cuts.before.is_none());
+                        write_dead_letter(&mut self.dead, line_no, pos, line.line, &reason.0);
+                        self.dead_count += 1;
+                        if let Some(plan) = cuts.after {
+                            self.seal_cut(plan)?;
+                        }
+                    }
+                }
+            }
+            metrics::counter!("records_in_total").increment(read);
+            core.tick(now_ms(), &mut actions);
+            self.execute(core, &mut actions)?;
+            progress.update(&self.summary, core.inflight(), core.queued());
+            if eof && core.is_idle() {
+                break;
+            }
+            if read == 0 || eof || !core.wants_records() {
+                let wait = core
+                    .next_wake()
+                    .map_or(Duration::from_millis(200), |w| {
+                        Duration::from_millis(w.saturating_sub(now_ms()))
+                    })
+                    .min(Duration::from_millis(200));
+                match rx.recv_timeout(wait) {
+                    Ok(msg) => self.on_msg(core, msg, &mut actions)?,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => bail!("provider call channel closed"),
+                }
+            }
+        }
+        progress.finish(&self.summary);
+        Ok(self.summary.clone())
+    }
+
+    fn on_msg(
+        &mut self,
+        core: &mut Core,
+        msg: Msg,
+        actions: &mut Vec<Action>,
+    ) -> anyhow::Result<()> {
+        match msg {
+            Msg::Core(event) => {
+                if matches!(
+                    &event,
+                    Event::Created { result: Ok(_), .. }
+                        | Event::Found {
+                            result: Ok(Some(_)),
+                            ..
+                        }
+                ) {
+                    self.summary.batches_submitted += 1;
+                }
+                core.handle(event, now_ms(), actions);
+            }
+            Msg::Downloaded {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+                files,
+            } => {
+                self.emit(
+                    core,
+                    &batch,
+                    final_generation,
+                    retry_id,
+                    retry_number,
+                    &files,
+                    actions,
+                )?;
+            }
+        }
+        self.execute(core, actions)
+    }
+
+    fn execute(&mut self, core: &mut Core, actions: &mut Vec<Action>) -> anyhow::Result<()> {
+        // Emitting feeds the core, which may add actions: loop until quiet.
+        while !actions.is_empty() {
+            let batch: Vec<Action> = std::mem::take(actions);
+            for action in batch {
+                self.execute_one(core, action, actions)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn execute_one(
+        &mut self,
+        core: &mut Core,
+        action: Action,
+        actions: &mut Vec<Action>,
+    ) -> anyhow::Result<()> {
+        match action {
+            Action::Cut(plan) => self.seal_cut(plan)?,
+            Action::Persist(batch) => self.store.persist(&batch)?,
+            Action::Upload(batch) => {
+                let path = self.ensure_requests(&batch)?;
+                self.caller.upload(
+                    batch.id,
+                    path,
+                    format!("{}-a{}.jsonl", batch.number, batch.attempt),
+                );
+            }
+            Action::Create(batch) => {
+                let path = self.ensure_requests(&batch)?;
+                self.caller.create(batch, path);
+            }
+            Action::Find { batch, not_before } => self.caller.find(batch, not_before),
+            Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
+            Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
+            Action::Emit {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+            } => {
+                let mut targets = Vec::new();
+                if batch.failure.is_none() {
+                    for (file, which) in [
+                        (&batch.output_file, "output"),
+                        (&batch.error_file, "errors"),
+                    ] {
+                        if let Some(f) = file.as_ref().filter(|f| !f.is_empty()) {
+                            targets.push((f.clone(), self.local.results(batch.id, which)));
+                        }
+                    }
+                }
+                if targets.is_empty() {
+                    self.emit(
+                        core,
+                        &batch,
+                        final_generation,
+                        retry_id,
+                        retry_number,
+                        &[],
+                        actions,
+                    )?;
+                } else {
+                    self.caller
+                        .download(batch, final_generation, retry_id, retry_number, targets);
+                }
+            }
+            Action::Cleanup(batch) => {
+                self.local.remove_batch(batch.id);
+                if self.cfg.batch.cleanup_remote {
+                    let files: Vec<String> = [batch.file_id, batch.output_file, batch.error_file]
+                        .into_iter()
+                        .flatten()
+                        .filter(|f| !f.is_empty() && !f.contains("://"))
+                        .collect();
+                    if !files.is_empty() {
+                        self.caller.delete_files(files);
+                    }
+                }
+            }
+            Action::Warn(msg) => tracing::warn!("{msg}"),
+            Action::Fatal(msg) => bail!("{msg}"),
+        }
+        Ok(())
+    }
+
+    /// Make a cut durable: the batch file under its final name, the dead
+    /// letters of the range, then one commit of batch + watermark + DLQ length.
+    fn seal_cut(&mut self, plan: Plan) -> anyhow::Result<()> {
+        let tmp = self.local.open_lane(plan.lane);
+        match (&plan.batch, self.lane_writer.take()) {
+            (Some(b), Some(w)) => self.local.seal(w, &tmp, &self.local.requests(b.id))?,
+            (Some(b), None) => bail!(
+                "internal error: batch {} cut with no records written",
+                b.number
+            ),
+            (None, Some(w)) => {
+                drop(w);
+                let _ = std::fs::remove_file(&tmp);
+            }
+            (None, None) => {}
+        }
+        if !self.dead.is_empty() {
+            self.dlq.append(&self.dead)?;
+            self.dlq.sync()?;
+            self.dead.clear();
+            self.summary.dead_letters += self.dead_count;
+            metrics::counter!("records_dead_lettered_total").increment(self.dead_count);
+            self.dead_count = 0;
+        }
+        let fp = source::fingerprint(&self.source_file, plan.end)?;
+        let dlq_len = self.dlq.len();
+        self.store.commit_cut(
+            plan.lane,
+            plan.end,
+            Some(&fp),
+            plan.batch.as_ref(),
+            &[("dlq", dlq_len)],
+        )?;
+        Ok(())
+    }
+
+    /// The batch's request file, rebuilt from the source if it is gone
+    /// (crash before it was sealed, or a retry batch).
+    fn ensure_requests(&mut self, batch: &Batch) -> anyhow::Result<PathBuf> {
+        let path = self.local.requests(batch.id);
+        if path.exists() {
+            return Ok(path);
+        }
+        let tmp = path.with_extension("part");
+        let mut w = LocalDir::create(&tmp)?;
+        let mut custom_id = String::new();
+        let mut written = 0u32;
+        let mut line_buf = Vec::new();
+        let mut out = Vec::new();
+        let mut write = |pos: u64, line: &[u8], written: &mut u32| -> std::io::Result<()> {
+            if let Ok(u) = self.fields.parse(line) {
+                write_custom_id(&mut custom_id, batch.lane, pos);
+                out.clear();
+                self.template
+                    .write_line(&mut out, &custom_id, u.input.get().as_bytes());
+                w.write_all(&out)?;
+                *written += 1;
+            }
+            Ok(())
+        };
+        match &batch.members {
+            None => {
+                let range = source::read_range(&self.source_file, batch.first, batch.end)?;
+                for (pos, line) in source::lines(&range, batch.first) {
+                    if !line.trim_ascii().is_empty() {
+                        write(pos, line, &mut written)?;
+                    }
+                }
+            }
+            Some(members) => {
+                for &pos in members {
+                    source::read_line_at(&self.source_file, pos, &mut line_buf)?;
+                    write(pos, &line_buf, &mut written)?;
+                }
+            }
+        }
+        if written != batch.records {
+            bail!(
+                "batch {} should hold {} records but the source now gives {written}: source.path changed under the pipeline",
+                batch.number,
+                batch.records
+            );
+        }
+        self.local.seal(w, &tmp, &path)?;
+        Ok(path)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        core: &mut Core,
+        batch: &Batch,
+        final_generation: bool,
+        retry_id: u64,
+        retry_number: String,
+        files: &[PathBuf],
+        actions: &mut Vec<Action>,
+    ) -> anyhow::Result<()> {
+        let results: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+        self.out_buf.clear();
+        let joined = emit::join(
+            &JoinInput {
+                batch,
+                final_generation,
+                results: &results,
+                source: &self.source_file,
+                fields: &self.fields,
+                format: self.format,
+                task: self.task,
+                shape: &self.shape,
+            },
+            &mut self.out_buf,
+        )?;
+        if joined.counts.malformed_results > 0 {
+            tracing::warn!(batch = %batch.number, lines = joined.counts.malformed_results, "result lines that could not be read; their records are retried");
+        }
+        self.output.append(&self.out_buf)?;
+        self.output.sync()?;
+        let now = now_ms();
+        let retry = (!joined.retry.is_empty()).then(|| Batch {
+            id: retry_id,
+            number: retry_number,
+            records: joined.retry.len() as u32,
+            members: Some(joined.retry.clone()),
+            generation: batch.generation + 1,
+            attempt: 0,
+            phase: Phase::Planned,
+            planned_at: now,
+            submitted_at: None,
+            file_id: None,
+            remote_id: None,
+            remote_state: None,
+            output_file: None,
+            error_file: None,
+            failure: None,
+            ..batch.clone()
+        });
+        let out_len = self.output.len();
+        self.store
+            .commit_emit(batch, now, &[("output", out_len)], retry.as_ref())?;
+        let c = joined.counts;
+        self.summary.ok += c.ok;
+        self.summary.errors += c.errors;
+        self.summary.tokens += c.tokens;
+        self.summary.retried += joined.retry.len() as u64;
+        self.summary.batches_emitted += 1;
+        metrics::counter!("records_out_total", "status" => "ok").increment(c.ok);
+        metrics::counter!("records_out_total", "status" => "error").increment(c.errors);
+        metrics::counter!("tokens_total").increment(c.tokens);
+        metrics::histogram!("batch_records_per_job").record(f64::from(batch.records));
+        if batch.remote_state == Some(RemoteState::Completed) && batch.failure.is_none() {
+            metrics::counter!("batch_jobs_completed_total").increment(1);
+        } else {
+            metrics::counter!("batch_jobs_failed_total").increment(1);
+        }
+        if let Some(at) = batch.submitted_at {
+            metrics::histogram!("batch_job_latency_ms").record(now.saturating_sub(at) as f64);
+        }
+        if !joined.retry.is_empty() {
+            tracing::info!(batch = %batch.number, records = joined.retry.len(), "retrying failed requests in a new batch");
+        }
+        core.handle(
+            Event::Emitted {
+                id: batch.id,
+                retry,
+            },
+            now,
+            actions,
+        );
+        Ok(())
+    }
+
+    fn cancel_inflight(&self, core: &Core) {
+        let submitted: Vec<(String, String)> = core
+            .batches()
+            .filter(|b| b.phase == Phase::Submitted)
+            .filter_map(|b| b.remote_id.clone().map(|r| (b.number.clone(), r)))
+            .collect();
+        for (number, remote_id) in submitted {
+            let api = self.caller.api.clone();
+            match self
+                .caller
+                .rt
+                .block_on(async move { api.cancel(&remote_id).await })
+            {
+                Ok(_) => tracing::info!(batch = %number, "cancel requested"),
+                Err(e) => tracing::warn!(batch = %number, error = %e, "cancel failed"),
+            }
+        }
+    }
+}
+
+fn write_dead_letter(out: &mut Vec<u8>, line_no: u64, pos: u64, raw: &[u8], reason: &str) {
+    out.extend_from_slice(format!("{{\"line\":{line_no},\"position\":{pos},\"raw\":").as_bytes());
+    let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(raw));
+    out.extend_from_slice(b",\"error\":");
+    let _ = serde_json::to_writer(&mut *out, reason);
+    out.extend_from_slice(b"}\n");
+}

@@ -1,0 +1,51 @@
+//! A progress bar on a terminal (indicatif), plain log lines otherwise.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Summary;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_log: Instant,
+}
+
+impl Progress {
+    pub fn new(on_terminal: bool) -> Self {
+        let bar = on_terminal.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self {
+            bar,
+            last_log: Instant::now(),
+        }
+    }
+
+    pub fn update(&mut self, s: &Summary, inflight: usize, queued: usize) {
+        let msg = format!(
+            "read {} · emitted {} ok, {} errors · {} dead letters · batches: {} in flight, {} queued",
+            s.records_read, s.ok, s.errors, s.dead_letters, inflight, queued
+        );
+        match &self.bar {
+            Some(bar) => bar.set_message(msg),
+            None if self.last_log.elapsed() >= Duration::from_secs(5) => {
+                self.last_log = Instant::now();
+                tracing::info!("{msg}");
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&mut self, _s: &Summary) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

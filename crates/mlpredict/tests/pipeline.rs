@@ -1,0 +1,195 @@
+//! The real binary against the mock server: happy path, every fault on,
+//! other tasks and protocols, configuration errors.
+
+mod common;
+
+use common::*;
+use mock_server::{MockConfig, MockServer};
+
+async fn mock(cfg: MockConfig) -> MockServer {
+    MockServer::start(cfg).await.expect("mock server")
+}
+
+fn fast() -> MockConfig {
+    let mut cfg = MockConfig::default();
+    cfg.port = 0;
+    cfg.validating = std::time::Duration::from_millis(20);
+    cfg.in_progress = std::time::Duration::from_millis(60);
+    cfg.finalizing = std::time::Duration::from_millis(20);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_once_with_its_prediction_and_dead_letters() {
+    let server = mock(fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 500, 50);
+    let cfg = config(dir.path(), &server.base_url(), "");
+    let out = tokio::task::spawn_blocking(move || run(&cfg, &[]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ok, err) = check_output(&lines(&dir.path().join("output.jsonl")), &texts);
+    assert_eq!((ok, err), (500, 0));
+    let dlq = lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), bad);
+    for d in &dlq {
+        assert!(d["line"].as_u64().is_some() && d["raw"].is_string(), "{d}");
+        let reason = d["error"].as_str().unwrap();
+        assert!(
+            reason == "input field `text` is not a string" || reason.starts_with("invalid json"),
+            "{reason}"
+        );
+    }
+    // Local batch files are gone once emitted; only the state stays.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("work/local/reviews"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with("state.db"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let stats = server.stats();
+    assert_eq!(stats.batches_created, 10, "{stats:?}");
+    assert_eq!(stats.requests_answered, 500);
+    assert_eq!(stats.duplicate_answers, 0);
+    // The API key never reaches logs.
+    assert!(!stderr(&out).contains("sk-test-secret-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_with_every_fault_on() {
+    let mut cfg = fast();
+    cfg.seed = 7;
+    cfg.retry_after = std::time::Duration::from_millis(20);
+    let f = &mut cfg.faults;
+    f.rate_limit_fraction = 0.1;
+    f.server_error_fraction = 0.05;
+    f.lost_response_fraction = 0.3;
+    f.token_limit_fraction = 0.2;
+    f.expire_fraction = 0.2;
+    f.request_4xx_fraction = 0.05;
+    f.request_5xx_fraction = 0.1;
+    f.slow_finalizing = std::time::Duration::from_millis(100);
+    f.empty_error_file_id = true;
+    let server = mock(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 1000, 0);
+    let cfg = config(
+        dir.path(),
+        &server.base_url(),
+        "max.inflight = 6\nmax.retries = 6\n",
+    );
+    let out = tokio::task::spawn_blocking(move || run(&cfg, &["ml.batch.size=40"]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let (ok, err) = check_output(&output, &texts);
+    assert_eq!(ok + err, 1000);
+    // 4xx lines are errors at once; with 6 retries nearly every 5xx recovers.
+    let codes: Vec<&str> = output
+        .iter()
+        .filter_map(|r| r["ml_predict"]["error"]["code"].as_str())
+        .collect();
+    assert!(
+        !codes.is_empty() && err < 150,
+        "ok {ok} err {err} codes {codes:?}"
+    );
+    assert!(output.iter().any(
+        |r| r["ml_predict"]["retries"].as_u64() > Some(0) && r["ml_predict"]["status"] == "ok"
+    ));
+    let stats = server.stats();
+    assert_eq!(
+        stats.duplicate_answers, 0,
+        "{:?}",
+        stats.duplicate_answer_keys
+    );
+    assert!(
+        stats.duplicate_creates.is_empty(),
+        "{:?}",
+        stats.duplicate_creates
+    );
+    for kind in ["rate_limit", "lost_response", "token_limit", "expire"] {
+        assert!(
+            stats.faults_injected.keys().any(|k| k.contains(kind)),
+            "fault {kind} never injected: {:?}",
+            stats.faults_injected
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_and_the_generic_protocol() {
+    let server = mock(fast()).await;
+    let base = server.base_url();
+    for (provider, endpoint, api) in [
+        ("openai", "/v1/embeddings", "/v1"),
+        ("generic", "/v1/chat/completions", "/ml/api/batch_predict"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (texts, _) = write_input(&dir.path().join("input.jsonl"), 120, 0);
+        let cfg = config(dir.path(), &base, "");
+        let defines = [
+            format!("model.provider={provider}"),
+            format!("model.endpoint={base}{endpoint}"),
+            format!("ml.batch.api.endpoint={base}{api}"),
+        ];
+        let out = tokio::task::spawn_blocking(move || {
+            let d: Vec<&str> = defines.iter().map(String::as_str).collect();
+            run(&cfg, &d)
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{provider}: {}", stderr(&out));
+        let output = lines(&dir.path().join("output.jsonl"));
+        assert_eq!(output.len(), 120, "{provider}");
+        for rec in &output {
+            assert_eq!(rec["ml_predict"]["status"], "ok", "{rec}");
+            let text = &texts[&rec["id"].as_u64().unwrap()];
+            if endpoint.ends_with("embeddings") {
+                let want: Vec<f64> = mock_server::fake::embedding(text)
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect();
+                let got: Vec<f64> = rec["prediction"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect();
+                assert_eq!(got.len(), want.len());
+                assert!(
+                    got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5),
+                    "{rec}"
+                );
+            } else {
+                assert_eq!(
+                    rec["prediction"].as_str(),
+                    Some(mock_server::fake::chat_reply(MODEL, text).as_str())
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_configuration_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_input(&dir.path().join("input.jsonl"), 3, 0);
+    let cfg = config(dir.path(), "http://127.0.0.1:9", "sise = 3\n");
+    let out = run(&cfg, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("ml.batch.sise"), "{}", stderr(&out));
+    let cfg = config(dir.path(), "http://127.0.0.1:9", "");
+    let out = run(&cfg, &["ml.batch.poll.interval=soon"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("ml.batch.poll.interval"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("output.jsonl").exists(),
+        "nothing written on a config error"
+    );
+}
