@@ -1,6 +1,7 @@
 //! `mlpredict`: ML_PREDICT with a batch mode, as a stream processor.
 
 mod emit;
+mod failpoint;
 mod files;
 mod metrics_setup;
 mod provider;

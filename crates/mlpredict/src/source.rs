@@ -7,11 +7,43 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use xxhash_rust::xxh3::Xxh3;
+
 pub struct FileSource {
     reader: BufReader<File>,
     pos: u64,
     line_no: u64,
     buf: Vec<u8>,
+    /// Running hash of every byte before `pos`.
+    hasher: Xxh3,
+    checkpoints: Checkpoints,
+}
+
+/// Hashes of the source prefix at the three places a cut can end: the start
+/// of the current line, its end, and the end of the last record (blank lines
+/// may follow it). A resumed pipeline compares the hash of the prefix it
+/// already consumed, so an input edited, truncated or replaced before that
+/// point is refused; appending is fine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checkpoints {
+    line_start: (u64, u64),
+    after_line: (u64, u64),
+    last_record: (u64, u64),
+}
+
+impl Checkpoints {
+    /// Identifies the source bytes `[0, end)`: their length and hash.
+    pub fn fingerprint(&self, end: u64) -> Option<String> {
+        [self.after_line, self.line_start, self.last_record]
+            .into_iter()
+            .find(|(pos, _)| *pos == end)
+            .map(|(pos, h)| format!("{pos}:{h:016x}"))
+    }
+
+    /// The current line was a record (not a blank line).
+    pub fn record_done(&mut self) {
+        self.last_record = self.after_line;
+    }
 }
 
 /// One line of the source; `line` has its line ending removed.
@@ -21,14 +53,16 @@ pub struct Line<'a> {
     /// 1-based line number, for dead letters and humans.
     pub line_no: u64,
     pub line: &'a [u8],
+    pub checkpoints: Checkpoints,
 }
 
 impl FileSource {
     /// Open at byte offset `start` (a lane watermark: always a line start).
     pub fn open(path: &Path, start: u64) -> io::Result<Self> {
         let mut file = File::open(path)?;
-        // Line numbers are not stored; counting newlines up to the
-        // watermark once at start is cheap (memchr) and keeps state small.
+        // Line numbers are not stored, and the consumed prefix is verified
+        // by its hash: one sequential pass over the prefix at start.
+        let mut hasher = Xxh3::new();
         let mut line_no = 0;
         let mut counted = 0u64;
         let mut chunk = vec![0u8; 1 << 16];
@@ -39,15 +73,32 @@ impl FileSource {
                 break;
             }
             line_no += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
+            hasher.update(&chunk[..n]);
             counted += n as u64;
         }
-        file.seek(SeekFrom::Start(start))?;
+        file.seek(SeekFrom::Start(counted))?;
+        let here = (counted, hasher.digest());
         Ok(Self {
             reader: BufReader::with_capacity(1 << 16, file),
-            pos: start,
+            pos: counted,
             line_no,
             buf: Vec::new(),
+            hasher,
+            checkpoints: Checkpoints {
+                line_start: here,
+                after_line: here,
+                last_record: here,
+            },
         })
+    }
+
+    pub fn checkpoints(&self) -> Checkpoints {
+        self.checkpoints
+    }
+
+    /// The line just read was a record (not a blank line).
+    pub fn mark_record(&mut self) {
+        self.checkpoints.record_done();
     }
 
     /// The next line, or `None` at the current end of the file.
@@ -58,13 +109,17 @@ impl FileSource {
             return Ok(None);
         }
         let pos = self.pos;
+        self.checkpoints.line_start = self.checkpoints.after_line;
+        self.hasher.update(&self.buf);
         self.pos += n;
+        self.checkpoints.after_line = (self.pos, self.hasher.digest());
         self.line_no += 1;
         Ok(Some(Line {
             pos,
             next: self.pos,
             line_no: self.line_no,
             line: trim_eol(&self.buf),
+            checkpoints: self.checkpoints,
         }))
     }
 }
@@ -118,20 +173,6 @@ pub fn read_line_at(file: &File, pos: u64, out: &mut Vec<u8>) -> io::Result<()> 
     Ok(())
 }
 
-/// Identifies the source bytes just before `end` (and `end` itself), so a
-/// resumed pipeline notices an input file that was truncated, replaced or
-/// edited before its committed position. FNV-1a is enough here: this guards
-/// against accidents, not adversaries, and needs no dependency.
-pub fn fingerprint(file: &File, end: u64) -> io::Result<String> {
-    let start = end.saturating_sub(4096);
-    let window = read_range(file, start, end)?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in &window {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    Ok(format!("{end}:{h:016x}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,18 +212,30 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_changes_when_the_prefix_changes() {
+    fn fingerprint_covers_the_whole_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("in.jsonl");
-        std::fs::write(&p, b"aaaa\nbbbb\n").unwrap();
-        let before = fingerprint(&File::open(&p).unwrap(), 5).unwrap();
-        std::fs::write(&p, b"aaaa\nbbbb\ncccc\n").unwrap();
-        assert_eq!(
-            fingerprint(&File::open(&p).unwrap(), 5).unwrap(),
-            before,
-            "appending is fine"
-        );
-        std::fs::write(&p, b"aXaa\nbbbb\n").unwrap();
-        assert_ne!(fingerprint(&File::open(&p).unwrap(), 5).unwrap(), before);
+        std::fs::write(&p, b"aaaa\n\nbbbb\ncc").unwrap();
+        let mut s = FileSource::open(&p, 0).unwrap();
+        s.next_line().unwrap();
+        s.mark_record();
+        s.next_line().unwrap(); // blank
+        let after_a = s.checkpoints().fingerprint(5).unwrap();
+        assert!(s.checkpoints().fingerprint(6).is_some(), "current position");
+        assert!(s.checkpoints().fingerprint(3).is_none());
+        // Reopening at a position reproduces the same fingerprint...
+        let reopened = |p: &Path| {
+            FileSource::open(p, 5)
+                .unwrap()
+                .checkpoints()
+                .fingerprint(5)
+                .unwrap()
+        };
+        assert_eq!(reopened(&p), after_a);
+        // ...appending does not change it, an edit anywhere before it does.
+        std::fs::write(&p, b"aaaa\n\nbbbb\ncccc\n").unwrap();
+        assert_eq!(reopened(&p), after_a);
+        std::fs::write(&p, b"Aaaa\n\nbbbb\ncccc\n").unwrap();
+        assert_ne!(reopened(&p), after_a);
     }
 }

@@ -112,6 +112,7 @@ impl Caller {
             let r = c.api.create(batch.file_id.as_deref(), &path, &meta).await;
             note(&c.counts, "create", &r);
             if r.is_ok() {
+                crate::failpoint::hit("after-create");
                 metrics::counter!("batch_jobs_submitted_total").increment(1);
             }
             Msg::Core(Event::Created {

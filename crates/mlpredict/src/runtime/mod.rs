@@ -108,6 +108,7 @@ struct Shell<'a> {
     shape: OutputShape,
     caller: Caller,
     lane_writer: Option<BufWriter<File>>,
+    checkpoints: source::Checkpoints,
     dead: Vec<u8>,
     dead_count: u64,
     out_buf: Vec<u8>,
@@ -140,7 +141,9 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         .iter()
         .find(|(l, _)| *l == LANE)
         .map_or(0, |(_, w)| *w);
-    check_source(&store, &source_file, input, watermark)?;
+    let source = FileSource::open(input, watermark)
+        .with_context(|| format!("cannot read source.path {}", input.display()))?;
+    check_source(&store, &source, &source_file, input, watermark)?;
 
     let local = LocalDir::new(dir);
     let open: BTreeSet<u64> = snapshot.open_batches.iter().map(|b| b.id).collect();
@@ -185,6 +188,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         shape: OutputShape::new(&cfg.model.output),
         caller,
         lane_writer: None,
+        checkpoints: source.checkpoints(),
         dead: Vec::new(),
         dead_count: 0,
         out_buf: Vec::new(),
@@ -199,7 +203,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
     // Record the sinks' lengths so a later start knows this pipeline owns them.
     let (o, d) = (shell.output.len(), shell.dlq.len());
     shell.store.set_sinks(&[("output", o), ("dlq", d)])?;
-    let mut source = FileSource::open(input, watermark)?;
+    let mut source = source;
     let result = shell.run(&mut core, &mut source, &rx, &opts);
     if opts.cancel_inflight && opts.shutdown.load(Ordering::SeqCst) {
         shell.cancel_inflight(&core);
@@ -213,6 +217,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
 
 fn check_source(
     store: &Store,
+    source: &FileSource,
     file: &File,
     path: &std::path::Path,
     watermark: u64,
@@ -229,8 +234,8 @@ fn check_source(
         );
     }
     let stored = store.lane_fingerprint(LANE)?;
-    let now = source::fingerprint(file, watermark)?;
-    if stored.as_deref().is_some_and(|s| s != now) {
+    let now = source.checkpoints().fingerprint(watermark);
+    if stored.is_some() && stored != now {
         bail!(
             "source.path {} changed before the position this pipeline already consumed ({watermark} bytes): \
              it was edited or replaced; only appending is allowed while a pipeline resumes",
@@ -276,9 +281,12 @@ impl Shell<'_> {
                     break;
                 };
                 read += 1;
+                self.checkpoints = line.checkpoints;
                 if line.line.trim_ascii().is_empty() {
                     continue;
                 }
+                // A record (usable or dead) ends the range a timed cut takes.
+                self.checkpoints.record_done();
                 self.summary.records_read += 1;
                 let (pos, next, line_no) = (line.pos, line.next, line.line_no);
                 match self.fields.parse(line.line) {
@@ -314,11 +322,13 @@ impl Shell<'_> {
                         }
                     }
                 }
+                source.mark_record();
             }
             metrics::counter!("records_in_total").increment(read);
             core.tick(now_ms(), &mut actions);
             self.execute(core, &mut actions)?;
             progress.update(&self.summary, core.inflight(), core.queued());
+            metrics::gauge!("batches_in_flight").set(core.inflight() as f64);
             if eof && core.is_idle() {
                 break;
             }
@@ -491,12 +501,14 @@ impl Shell<'_> {
             metrics::counter!("records_dead_lettered_total").increment(self.dead_count);
             self.dead_count = 0;
         }
-        let fp = source::fingerprint(&self.source_file, plan.end)?;
+        crate::failpoint::hit("after-cut");
+        let fp = self.checkpoints.fingerprint(plan.end);
+        debug_assert!(fp.is_some(), "cut at {} is not a checkpoint", plan.end);
         let dlq_len = self.dlq.len();
         self.store.commit_cut(
             plan.lane,
             plan.end,
-            Some(&fp),
+            fp.as_deref(),
             plan.batch.as_ref(),
             &[("dlq", dlq_len)],
         )?;
@@ -605,6 +617,7 @@ impl Shell<'_> {
             ..batch.clone()
         });
         let out_len = self.output.len();
+        crate::failpoint::hit("before-emit-commit");
         self.store
             .commit_emit(batch, now, &[("output", out_len)], retry.as_ref())?;
         let c = joined.counts;
