@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what the tests need
+# (Debian packages if missing, the Python SDK venv, the Kafka broker jars),
+# builds, and runs the Rust tests, the deterministic simulation, the chaos
+# tests and the official-SDK conformance tests.
+#
+#   scripts/test.sh            # everything
+#   SIM_SEEDS=100000 scripts/test.sh   # a longer simulation soak
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${need_apt[*]}" >&2
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+echo "== building" >&2
+cargo build --workspace --all-targets --quiet
+
+echo "== rust tests (unit, simulation, end-to-end, chaos)" >&2
+cargo test --workspace --quiet -- --test-threads=2
+
+echo "== openai SDK conformance of the mock server" >&2
+py="$(scripts/py-venv.sh)"
+MLPREDICT_BIN="$root/target/debug/mlpredict" "$py" -m pytest -q tests/sdk
