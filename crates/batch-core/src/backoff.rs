@@ -6,7 +6,9 @@ use crate::Millis;
 pub fn backoff_ms(base: Millis, cap: Millis, attempt: u32, seed: u64) -> Millis {
     let exp = base.saturating_mul(1u64 << attempt.min(20)).min(cap).max(1);
     // splitmix64 of the seed picks a point in [exp/2, exp].
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(u64::from(attempt) + 1);
+    let mut z = seed
+        .wrapping_add(0x9E37_79B9_7F4A_7C15)
+        .wrapping_mul(u64::from(attempt) + 1);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;

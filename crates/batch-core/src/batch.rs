@@ -160,10 +160,21 @@ mod tests {
 
     #[test]
     fn phases_and_states_round_trip() {
-        for p in [Phase::Planned, Phase::Uploaded, Phase::Submitted, Phase::Finished, Phase::Emitted] {
+        for p in [
+            Phase::Planned,
+            Phase::Uploaded,
+            Phase::Submitted,
+            Phase::Finished,
+            Phase::Emitted,
+        ] {
             assert_eq!(Phase::parse(p.as_str()), Some(p));
         }
-        for s in [RemoteState::Completed, RemoteState::Expired, RemoteState::Cancelled, RemoteState::Failed] {
+        for s in [
+            RemoteState::Completed,
+            RemoteState::Expired,
+            RemoteState::Cancelled,
+            RemoteState::Failed,
+        ] {
             assert_eq!(RemoteState::parse(s.as_str()), Some(s));
         }
         assert_eq!(Phase::parse("nope"), None);
@@ -171,10 +182,19 @@ mod tests {
 
     #[test]
     fn retriable_results_retry_until_the_last_generation() {
-        assert_eq!(ResultClass::Retriable.disposition(false), Disposition::Retry);
+        assert_eq!(
+            ResultClass::Retriable.disposition(false),
+            Disposition::Retry
+        );
         assert_eq!(ResultClass::Missing.disposition(false), Disposition::Retry);
-        assert_eq!(ResultClass::Retriable.disposition(true), Disposition::EmitError);
-        assert_eq!(ResultClass::Permanent.disposition(false), Disposition::EmitError);
+        assert_eq!(
+            ResultClass::Retriable.disposition(true),
+            Disposition::EmitError
+        );
+        assert_eq!(
+            ResultClass::Permanent.disposition(false),
+            Disposition::EmitError
+        );
         assert_eq!(ResultClass::Ok.disposition(true), Disposition::EmitOk);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::backoff::backoff_ms;
 use crate::batch::{Batch, BatchFailure, Phase, RemoteState};
 use crate::planner::{self, Lane, OpenRange, Plan, RecordCuts};
-use crate::{CoreConfig, LaneId, Millis, Position};
+use crate::{batch_id, seq_of, CoreConfig, LaneId, Millis, Position};
 
 /// How a provider call failed, in the core's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,12 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: FailureKind, code: &str, message: &str) -> Self {
-        Self { kind, retry_after_ms: None, code: code.to_owned(), message: message.to_owned() }
+        Self {
+            kind,
+            retry_after_ms: None,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -50,16 +55,39 @@ pub struct Remote {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Uploaded { id: u64, result: Result<Option<String>, Failure> },
-    Created { id: u64, result: Result<Remote, Failure> },
-    Found { id: u64, result: Result<Option<Remote>, Failure> },
-    Polled { id: u64, result: Result<Remote, Failure> },
-    CancelRequested { id: u64, result: Result<(), Failure> },
+    Uploaded {
+        id: u64,
+        result: Result<Option<String>, Failure>,
+    },
+    Created {
+        id: u64,
+        result: Result<Remote, Failure>,
+    },
+    Found {
+        id: u64,
+        result: Result<Option<Remote>, Failure>,
+    },
+    Polled {
+        id: u64,
+        result: Result<Remote, Failure>,
+    },
+    CancelRequested {
+        id: u64,
+        result: Result<(), Failure>,
+    },
     /// The emit step committed; `retry` is the retry batch it inserted.
-    Emitted { id: u64, retry: Option<Batch> },
+    Emitted {
+        id: u64,
+        retry: Option<Batch>,
+    },
     /// The emit step failed before committing (e.g. a download failed).
-    EmitFailed { id: u64, failure: Failure },
-    EndOfInput { lane: LaneId },
+    EmitFailed {
+        id: u64,
+        failure: Failure,
+    },
+    EndOfInput {
+        lane: LaneId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +102,27 @@ pub enum Action {
     Create(Batch),
     /// Look for a provider batch carrying this batch's number and attempt,
     /// created at or after `not_before`.
-    Find { batch: Batch, not_before: Millis },
-    Poll { id: u64, remote_id: String },
-    Cancel { id: u64, remote_id: String },
+    Find {
+        batch: Batch,
+        not_before: Millis,
+    },
+    Poll {
+        id: u64,
+        remote_id: String,
+    },
+    Cancel {
+        id: u64,
+        remote_id: String,
+    },
     /// Download, join, append, sync, then commit `Emitted` (and the retry
     /// batch `retry_id`/`retry_number`, if any member is to be retried) in
     /// one transaction.
-    Emit { batch: Batch, final_generation: bool, retry_id: u64, retry_number: String },
+    Emit {
+        batch: Batch,
+        final_generation: bool,
+        retry_id: u64,
+        retry_number: String,
+    },
     /// Delete the local files of an emitted batch (and its remote files if
     /// so configured).
     Cleanup(Batch),
@@ -132,13 +174,21 @@ impl Run {
     }
 }
 
+/// Where a lane starts after a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneStart {
+    pub lane: LaneId,
+    pub watermark: Position,
+    /// Sequence number of the lane's next batch (see [`batch_id`]).
+    pub next_seq: u64,
+}
+
 /// The state machine. One per pipeline instance.
 #[derive(Debug)]
 pub struct Core {
     cfg: CoreConfig,
     lanes: BTreeMap<LaneId, Lane>,
     runs: BTreeMap<u64, Run>,
-    next_id: u64,
     fatal: bool,
 }
 
@@ -147,37 +197,59 @@ const FIND_SKEW_MS: Millis = 10 * 60 * 1000;
 
 impl Core {
     pub fn new(cfg: CoreConfig) -> Self {
-        Self { cfg, lanes: BTreeMap::new(), runs: BTreeMap::new(), next_id: 1, fatal: false }
+        Self {
+            cfg,
+            lanes: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            fatal: false,
+        }
     }
 
     /// Rebuild the core from durable state after a start or a crash:
-    /// `lanes` with their watermarks, the batches not yet emitted, and the
-    /// next free batch id.
-    pub fn restore(
-        cfg: CoreConfig,
-        lanes: &[(LaneId, Position)],
-        batches: Vec<Batch>,
-        next_id: u64,
-        now: Millis,
-    ) -> Self {
+    /// the lanes with their watermarks and next batch sequence numbers, and
+    /// the batches not yet emitted.
+    pub fn restore(cfg: CoreConfig, lanes: &[LaneStart], batches: Vec<Batch>, now: Millis) -> Self {
         let mut core = Self::new(cfg);
-        core.next_id = next_id.max(1);
-        for &(lane, watermark) in lanes {
-            core.lanes.insert(lane, Lane::new(watermark));
+        for l in lanes {
+            core.open_lane(l.lane, l.watermark, l.next_seq);
         }
         for batch in batches {
-            core.next_id = core.next_id.max(batch.id + 1);
-            let step = match batch.phase {
-                Phase::Planned => Step::Upload,
-                // The create call may have been made: look before creating.
-                Phase::Uploaded => Step::Find,
-                Phase::Submitted => Step::Poll,
-                Phase::Finished => Step::Emit,
-                Phase::Emitted => continue,
-            };
-            core.runs.insert(batch.id, Run::new(batch, step, now));
+            core.add_batch(batch, now);
         }
         core
+    }
+
+    /// Take over a lane (a Kafka partition assigned to this instance) with
+    /// its durable state.
+    pub fn adopt_lane(&mut self, lane: LaneStart, batches: Vec<Batch>, now: Millis) {
+        self.drop_lane(lane.lane);
+        self.open_lane(lane.lane, lane.watermark, lane.next_seq);
+        for batch in batches {
+            self.add_batch(batch, now);
+        }
+    }
+
+    /// Forget a lane (revoked): its batches are resumed by the new owner.
+    pub fn drop_lane(&mut self, lane: LaneId) {
+        self.lanes.remove(&lane);
+        self.runs.retain(|_, r| r.batch.lane != lane);
+    }
+
+    fn add_batch(&mut self, batch: Batch, now: Millis) {
+        let lane = self
+            .lanes
+            .entry(batch.lane)
+            .or_insert_with(|| Lane::new(batch.first, 1));
+        lane.next_seq = lane.next_seq.max(seq_of(batch.id) + 1);
+        let step = match batch.phase {
+            Phase::Planned => Step::Upload,
+            // The create call may have been made: look before creating.
+            Phase::Uploaded => Step::Find,
+            Phase::Submitted => Step::Poll,
+            Phase::Finished => Step::Emit,
+            Phase::Emitted => return,
+        };
+        self.runs.insert(batch.id, Run::new(batch, step, now));
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -185,8 +257,17 @@ impl Core {
     }
 
     /// Register a lane at its durable watermark (where the source resumes).
-    pub fn open_lane(&mut self, lane: LaneId, watermark: Position) {
-        self.lanes.entry(lane).or_insert_with(|| Lane::new(watermark));
+    pub fn open_lane(&mut self, lane: LaneId, watermark: Position, next_seq: u64) {
+        let l = self
+            .lanes
+            .entry(lane)
+            .or_insert_with(|| Lane::new(watermark, next_seq));
+        l.next_seq = l.next_seq.max(next_seq);
+    }
+
+    /// The next batch sequence number of a lane (persisted with the lane).
+    pub fn lane_next_seq(&self, lane: LaneId) -> Option<u64> {
+        self.lanes.get(&lane).map(|l| l.next_seq)
     }
 
     pub fn lane_watermark(&self, lane: LaneId) -> Option<Position> {
@@ -234,10 +315,13 @@ impl Core {
     ) -> RecordCuts {
         let mut cuts = RecordCuts::default();
         let cfg = &self.cfg;
-        let lane = self.lanes.entry(lane_id).or_insert_with(|| Lane::new(position));
+        let lane = self
+            .lanes
+            .entry(lane_id)
+            .or_insert_with(|| Lane::new(position, 1));
         if let Some(open) = &lane.open {
             if !dead && open.records > 0 && open.bytes + bytes > cfg.max_bytes {
-                cuts.before = planner::cut(&cfg.prefix, lane_id, lane, &mut self.next_id, now);
+                cuts.before = planner::cut(&cfg.prefix, lane_id, lane, now);
             }
         }
         let open = lane.open.get_or_insert(OpenRange {
@@ -256,11 +340,12 @@ impl Core {
             open.bytes += bytes;
         }
         if open.records >= cfg.batch_size || open.dead >= cfg.batch_size {
-            cuts.after = planner::cut(&cfg.prefix, lane_id, lane, &mut self.next_id, now);
+            cuts.after = planner::cut(&cfg.prefix, lane_id, lane, now);
         }
         for plan in [&cuts.before, &cuts.after].into_iter().flatten() {
             if let Some(batch) = &plan.batch {
-                self.runs.insert(batch.id, Run::new(batch.clone(), Step::Upload, now));
+                self.runs
+                    .insert(batch.id, Run::new(batch.clone(), Step::Upload, now));
             }
         }
         cuts
@@ -268,8 +353,15 @@ impl Core {
 
     /// The earliest time at which [`Core::tick`] has something to do.
     pub fn next_wake(&self) -> Option<Millis> {
-        let lanes = self.lanes.values().filter_map(|l| l.open.as_ref().map(|o| o.since + self.cfg.max_wait_ms));
-        let runs = self.runs.values().filter(|r| r.started && !r.busy).map(|r| r.wake_at);
+        let lanes = self
+            .lanes
+            .values()
+            .filter_map(|l| l.open.as_ref().map(|o| o.since + self.cfg.max_wait_ms));
+        let runs = self
+            .runs
+            .values()
+            .filter(|r| r.started && !r.busy)
+            .map(|r| r.wake_at);
         let start = (self.inflight() < self.cfg.max_inflight as usize)
             .then(|| self.runs.values().find(|r| !r.started).map(|r| r.wake_at))
             .flatten();
@@ -285,7 +377,11 @@ impl Core {
         let lane_ids: Vec<LaneId> = self
             .lanes
             .iter()
-            .filter(|(_, l)| l.open.as_ref().is_some_and(|o| o.since + self.cfg.max_wait_ms <= now))
+            .filter(|(_, l)| {
+                l.open
+                    .as_ref()
+                    .is_some_and(|o| o.since + self.cfg.max_wait_ms <= now)
+            })
             .map(|(&id, _)| id)
             .collect();
         for lane in lane_ids {
@@ -304,15 +400,19 @@ impl Core {
                 continue;
             }
             run.busy = true;
-            out.push(step_action(&self.cfg, run, &mut self.next_id));
+            let lane = self.lanes.get_mut(&run.batch.lane);
+            out.push(step_action(&self.cfg, run, lane));
         }
     }
 
     fn cut_lane(&mut self, lane_id: LaneId, now: Millis, out: &mut Vec<Action>) {
-        let Some(lane) = self.lanes.get_mut(&lane_id) else { return };
-        if let Some(plan) = planner::cut(&self.cfg.prefix, lane_id, lane, &mut self.next_id, now) {
+        let Some(lane) = self.lanes.get_mut(&lane_id) else {
+            return;
+        };
+        if let Some(plan) = planner::cut(&self.cfg.prefix, lane_id, lane, now) {
             if let Some(batch) = &plan.batch {
-                self.runs.insert(batch.id, Run::new(batch.clone(), Step::Upload, now));
+                self.runs
+                    .insert(batch.id, Run::new(batch.clone(), Step::Upload, now));
             }
             out.push(Action::Cut(plan));
         }
@@ -322,23 +422,37 @@ impl Core {
     pub fn handle(&mut self, event: Event, now: Millis, out: &mut Vec<Action>) {
         if let Event::EndOfInput { lane } = event {
             self.cut_lane(lane, now, out);
-            self.lanes.entry(lane).or_insert_with(|| Lane::new(0)).eof = true;
+            self.lanes
+                .entry(lane)
+                .or_insert_with(|| Lane::new(0, 1))
+                .eof = true;
             return;
         }
         let id = event_batch(&event);
         let others_inflight = self.inflight().saturating_sub(1);
-        let Some(run) = self.runs.get_mut(&id) else { return };
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
         run.busy = false;
         let cfg = &self.cfg;
         match event {
-            Event::Uploaded { result: Ok(file_id), .. } => {
+            Event::Uploaded {
+                result: Ok(file_id),
+                ..
+            } => {
                 run.call_failures = 0;
                 run.batch.file_id = file_id;
                 run.batch.phase = Phase::Uploaded;
                 out.push(Action::Persist(run.batch.clone()));
                 schedule(run, Step::Create, now);
             }
-            Event::Created { result: Ok(remote), .. } | Event::Found { result: Ok(Some(remote)), .. } => {
+            Event::Created {
+                result: Ok(remote), ..
+            }
+            | Event::Found {
+                result: Ok(Some(remote)),
+                ..
+            } => {
                 run.call_failures = 0;
                 run.batch.remote_id = Some(remote.id.clone());
                 run.batch.phase = Phase::Submitted;
@@ -346,11 +460,15 @@ impl Core {
                 out.push(Action::Persist(run.batch.clone()));
                 on_remote(cfg, run, remote, others_inflight, now, out);
             }
-            Event::Found { result: Ok(None), .. } => {
+            Event::Found {
+                result: Ok(None), ..
+            } => {
                 run.call_failures = 0;
                 schedule(run, Step::Create, now);
             }
-            Event::Polled { result: Ok(remote), .. } => {
+            Event::Polled {
+                result: Ok(remote), ..
+            } => {
                 run.call_failures = 0;
                 on_remote(cfg, run, remote, others_inflight, now, out);
             }
@@ -368,13 +486,16 @@ impl Core {
                 let done = self.runs.remove(&id).expect("run exists");
                 out.push(Action::Cleanup(done.batch));
                 if let Some(batch) = retry {
-                    self.next_id = self.next_id.max(batch.id + 1);
-                    self.runs.insert(batch.id, Run::new(batch, Step::Upload, now));
+                    self.add_batch(batch, now);
                 }
             }
             Event::EmitFailed { failure, .. } => retry_later(cfg, run, Step::Emit, &failure, now),
-            Event::Uploaded { result: Err(f), .. } => on_failure(cfg, run, Step::Upload, f, now, out),
-            Event::Created { result: Err(f), .. } => on_failure(cfg, run, Step::Create, f, now, out),
+            Event::Uploaded { result: Err(f), .. } => {
+                on_failure(cfg, run, Step::Upload, f, now, out)
+            }
+            Event::Created { result: Err(f), .. } => {
+                on_failure(cfg, run, Step::Create, f, now, out)
+            }
             Event::Found { result: Err(f), .. } => on_failure(cfg, run, Step::Find, f, now, out),
             Event::Polled { result: Err(f), .. } => on_failure(cfg, run, Step::Poll, f, now, out),
             Event::EndOfInput { .. } => unreachable!("handled above"),
@@ -398,7 +519,7 @@ fn event_batch(event: &Event) -> u64 {
     }
 }
 
-fn step_action(cfg: &CoreConfig, run: &Run, next_id: &mut u64) -> Action {
+fn step_action(cfg: &CoreConfig, run: &Run, lane: Option<&mut Lane>) -> Action {
     let batch = &run.batch;
     match run.step {
         Step::Upload => Action::Upload(batch.clone()),
@@ -407,18 +528,34 @@ fn step_action(cfg: &CoreConfig, run: &Run, next_id: &mut u64) -> Action {
             batch: batch.clone(),
             not_before: batch.planned_at.saturating_sub(FIND_SKEW_MS),
         },
-        Step::Poll => Action::Poll { id: batch.id, remote_id: batch.remote_id.clone().unwrap_or_default() },
-        Step::Cancel => Action::Cancel { id: batch.id, remote_id: batch.remote_id.clone().unwrap_or_default() },
+        Step::Poll => Action::Poll {
+            id: batch.id,
+            remote_id: batch.remote_id.clone().unwrap_or_default(),
+        },
+        Step::Cancel => Action::Cancel {
+            id: batch.id,
+            remote_id: batch.remote_id.clone().unwrap_or_default(),
+        },
         Step::Emit => {
-            let retry_id = *next_id;
-            *next_id += 1;
-            let base = batch.number.rsplit_once("-r").map_or(batch.number.as_str(), |(b, g)| {
-                if g.parse::<u32>().is_ok() {
-                    b
-                } else {
-                    &batch.number
+            // A lane always exists for a batch's lane; the fallback only
+            // keeps this total.
+            let retry_id = match lane {
+                Some(l) => {
+                    l.next_seq += 1;
+                    batch_id(batch.lane, l.next_seq - 1)
                 }
-            });
+                None => batch_id(batch.lane, seq_of(batch.id) + (1 << 20)),
+            };
+            let base = batch
+                .number
+                .rsplit_once("-r")
+                .map_or(batch.number.as_str(), |(b, g)| {
+                    if g.parse::<u32>().is_ok() {
+                        b
+                    } else {
+                        &batch.number
+                    }
+                });
             Action::Emit {
                 batch: batch.clone(),
                 final_generation: batch.generation >= cfg.max_retries,
@@ -435,7 +572,12 @@ fn schedule(run: &mut Run, step: Step, at: Millis) {
 }
 
 fn retry_later(cfg: &CoreConfig, run: &mut Run, step: Step, f: &Failure, now: Millis) {
-    let wait = backoff_ms(cfg.backoff_base_ms, cfg.backoff_cap_ms, run.call_failures, run.batch.id);
+    let wait = backoff_ms(
+        cfg.backoff_base_ms,
+        cfg.backoff_cap_ms,
+        run.call_failures,
+        run.batch.id,
+    );
     run.call_failures += 1;
     schedule(run, step, now + wait.max(f.retry_after_ms.unwrap_or(0)));
 }
@@ -444,10 +586,20 @@ fn retry_later(cfg: &CoreConfig, run: &mut Run, step: Step, f: &Failure, now: Mi
 /// batch's age, between `poll.interval` and `poll.max-interval`.
 fn poll_interval(cfg: &CoreConfig, run: &Run, now: Millis) -> Millis {
     let age = now.saturating_sub(run.batch.submitted_at.unwrap_or(now));
-    (age / 10).clamp(cfg.poll_interval_ms, cfg.poll_max_interval_ms.max(cfg.poll_interval_ms))
+    (age / 10).clamp(
+        cfg.poll_interval_ms,
+        cfg.poll_max_interval_ms.max(cfg.poll_interval_ms),
+    )
 }
 
-fn on_remote(cfg: &CoreConfig, run: &mut Run, remote: Remote, others_inflight: usize, now: Millis, out: &mut Vec<Action>) {
+fn on_remote(
+    cfg: &CoreConfig,
+    run: &mut Run,
+    remote: Remote,
+    others_inflight: usize,
+    now: Millis,
+    out: &mut Vec<Action>,
+) {
     match remote.state {
         None => {
             let age = now.saturating_sub(run.batch.submitted_at.unwrap_or(now));
@@ -500,7 +652,15 @@ fn on_remote(cfg: &CoreConfig, run: &mut Run, remote: Remote, others_inflight: u
                 schedule(run, Step::Find, now + wait);
             }
         }
-        Some(state) => finish(run, state, remote.output_file, remote.error_file, None, now, out),
+        Some(state) => finish(
+            run,
+            state,
+            remote.output_file,
+            remote.error_file,
+            None,
+            now,
+            out,
+        ),
     }
 }
 
@@ -524,10 +684,20 @@ fn finish(
 
 fn is_quota_error(code: &str) -> bool {
     let code = code.to_ascii_lowercase();
-    code.contains("token_limit") || code.contains("quota") || code.contains("rate_limit") || code.contains("limit_exceeded")
+    code.contains("token_limit")
+        || code.contains("quota")
+        || code.contains("rate_limit")
+        || code.contains("limit_exceeded")
 }
 
-fn on_failure(cfg: &CoreConfig, run: &mut Run, step: Step, f: Failure, now: Millis, out: &mut Vec<Action>) {
+fn on_failure(
+    cfg: &CoreConfig,
+    run: &mut Run,
+    step: Step,
+    f: Failure,
+    now: Millis,
+    out: &mut Vec<Action>,
+) {
     match f.kind {
         FailureKind::Auth => {
             out.push(Action::Fatal(format!(
@@ -552,12 +722,23 @@ fn on_failure(cfg: &CoreConfig, run: &mut Run, step: Step, f: Failure, now: Mill
         FailureKind::NotFound | FailureKind::Permanent => {
             run.batch_failures += 1;
             if run.batch_failures > cfg.max_retries {
-                let failure = BatchFailure { code: f.code.clone(), message: f.message.clone() };
+                let failure = BatchFailure {
+                    code: f.code.clone(),
+                    message: f.message.clone(),
+                };
                 out.push(Action::Warn(format!(
                     "giving up on batch {} after {} failures: {}: {}",
                     run.batch.number, run.batch_failures, f.code, f.message
                 )));
-                finish(run, RemoteState::Failed, None, None, Some(failure), now, out);
+                finish(
+                    run,
+                    RemoteState::Failed,
+                    None,
+                    None,
+                    Some(failure),
+                    now,
+                    out,
+                );
                 return;
             }
             out.push(Action::Warn(format!(

@@ -19,7 +19,7 @@ mod planner;
 
 pub use crate::backoff::backoff_ms;
 pub use crate::batch::{Batch, BatchFailure, Disposition, Phase, RemoteState, ResultClass};
-pub use crate::core::{Action, Core, Event, Failure, FailureKind, Remote};
+pub use crate::core::{Action, Core, Event, Failure, FailureKind, LaneStart, Remote};
 pub use crate::planner::{Plan, RecordCuts};
 
 /// One ordered, replayable input sequence: a Kafka partition or an input file.
@@ -66,6 +66,18 @@ impl CoreConfig {
             backoff_cap_ms: 5_000,
         }
     }
+}
+
+/// Batch ids are unique per pipeline across lanes (Kafka partitions may move
+/// between instances): the lane in the high bits, a per-lane sequence in the
+/// low 40. Lane 0's ids are plain sequence numbers.
+pub fn batch_id(lane: LaneId, seq: u64) -> u64 {
+    (u64::from(lane) << 40) | (seq & ((1 << 40) - 1))
+}
+
+/// The per-lane sequence number of a batch id.
+pub fn seq_of(id: u64) -> u64 {
+    id & ((1 << 40) - 1)
 }
 
 /// `custom_id` of a record: `{lane}-{position}` (portable: `[A-Za-z0-9_-]`).

@@ -45,11 +45,18 @@ pub(crate) struct Lane {
     pub watermark: Position,
     pub open: Option<OpenRange>,
     pub eof: bool,
+    /// Sequence number of the next batch id of this lane.
+    pub next_seq: u64,
 }
 
 impl Lane {
-    pub fn new(watermark: Position) -> Self {
-        Self { watermark, open: None, eof: false }
+    pub fn new(watermark: Position, next_seq: u64) -> Self {
+        Self {
+            watermark,
+            open: None,
+            eof: false,
+            next_seq: next_seq.max(1),
+        }
     }
 }
 
@@ -58,14 +65,14 @@ pub(crate) fn batch_number(prefix: &str, lane: LaneId, first: Position, end: Pos
 }
 
 /// Turn the open range of a lane into a plan.
-pub(crate) fn cut(prefix: &str, lane_id: LaneId, lane: &mut Lane, id: &mut u64, now: Millis) -> Option<Plan> {
+pub(crate) fn cut(prefix: &str, lane_id: LaneId, lane: &mut Lane, now: Millis) -> Option<Plan> {
     let open = lane.open.take()?;
     lane.watermark = open.end;
     let batch = (open.records > 0).then(|| {
-        let batch_id = *id;
-        *id += 1;
+        let id = crate::batch_id(lane_id, lane.next_seq);
+        lane.next_seq += 1;
         Batch {
-            id: batch_id,
+            id,
             lane: lane_id,
             number: batch_number(prefix, lane_id, open.first, open.end),
             first: open.first,
@@ -85,5 +92,12 @@ pub(crate) fn cut(prefix: &str, lane_id: LaneId, lane: &mut Lane, id: &mut u64, 
             failure: None,
         }
     });
-    Some(Plan { lane: lane_id, first: open.first, end: open.end, records: open.records, dead: open.dead, batch })
+    Some(Plan {
+        lane: lane_id,
+        first: open.first,
+        end: open.end,
+        records: open.records,
+        dead: open.dead,
+        batch,
+    })
 }

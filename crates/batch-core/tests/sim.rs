@@ -15,7 +15,10 @@ fn seeds() -> Vec<u64> {
     if let Ok(one) = std::env::var("SIM_SEED") {
         return vec![one.parse().expect("SIM_SEED is a number")];
     }
-    let n: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let n: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000);
     (0..n).collect()
 }
 
@@ -44,8 +47,17 @@ fn exactly_once_under_faults_and_crashes() {
     eprintln!("simulation totals: {totals:?}");
     // The faults must actually have been exercised, or the run proves nothing.
     if std::env::var("SIM_SEED").is_err() {
-        assert!(totals.crashes > 0 && totals.lost_creates > 0 && totals.adoptions > 0, "{totals:?}");
-        assert!(totals.quota_failures > 0 && totals.expired > 0 && totals.retried_records > 0, "{totals:?}");
-        assert!(totals.cancelled > 0 && totals.whole_batch_errors > 0, "{totals:?}");
+        assert!(
+            totals.crashes > 0 && totals.lost_creates > 0 && totals.adoptions > 0,
+            "{totals:?}"
+        );
+        assert!(
+            totals.quota_failures > 0 && totals.expired > 0 && totals.retried_records > 0,
+            "{totals:?}"
+        );
+        assert!(
+            totals.cancelled > 0 && totals.whole_batch_errors > 0,
+            "{totals:?}"
+        );
     }
 }

@@ -53,13 +53,23 @@ CREATE TABLE IF NOT EXISTS sinks (
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("state database {path}: cannot create its directory: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state database {path} has schema version {found}; this mlpredict understands {SCHEMA_VERSION}")]
     Version { path: PathBuf, found: i64 },
     #[error("state database {path}: bad row in batches (id {id}): {what}")]
-    BadRow { path: PathBuf, id: i64, what: String },
+    BadRow {
+        path: PathBuf,
+        id: i64,
+        what: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -82,29 +92,43 @@ pub struct Store {
 impl Store {
     /// Open (or create) `dir/state.db`, creating `dir` with mode 0700.
     pub fn open(dir: &Path) -> Result<Store> {
-        create_private_dir(dir).map_err(|source| StoreError::Dir { path: dir.to_owned(), source })?;
+        create_private_dir(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join("state.db");
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
         let store = Store { conn, path };
         store.init()?;
         Ok(store)
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite { path: self.path.clone(), source }
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn init(&self) -> Result<()> {
         // FULL: a commit survives power loss, not only a process kill.
         self.conn
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+            )
             .map_err(self.err())?;
         self.conn.execute_batch(SCHEMA).map_err(self.err())?;
         match self.meta("schema_version")? {
             None => self.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             Some(v) => {
-                return Err(StoreError::Version { path: self.path.clone(), found: v.parse().unwrap_or(-1) });
+                return Err(StoreError::Version {
+                    path: self.path.clone(),
+                    found: v.parse().unwrap_or(-1),
+                });
             }
         }
         Ok(())
@@ -130,19 +154,34 @@ impl Store {
 
     pub fn load(&self) -> Result<Snapshot> {
         let mut snap = Snapshot::default();
-        let mut stmt = self.conn.prepare("SELECT lane, watermark FROM lanes ORDER BY lane").map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT lane, watermark FROM lanes ORDER BY lane")
+            .map_err(self.err())?;
         snap.lanes = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)? as LaneId, r.get::<_, i64>(1)? as Position)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as LaneId,
+                    r.get::<_, i64>(1)? as Position,
+                ))
+            })
             .map_err(self.err())?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.err())?;
         snap.open_batches = self.batches_where("phase <> 'emitted'")?;
-        let max: Option<i64> =
-            self.conn.query_row("SELECT MAX(id) FROM batches", [], |r| r.get(0)).map_err(self.err())?;
+        let max: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(id) FROM batches", [], |r| r.get(0))
+            .map_err(self.err())?;
         snap.next_id = max.map_or(1, |m| m as u64 + 1);
-        let mut stmt = self.conn.prepare("SELECT name, committed_len FROM sinks").map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, committed_len FROM sinks")
+            .map_err(self.err())?;
         snap.sinks = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
             .map_err(self.err())?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.err())?;
@@ -152,7 +191,11 @@ impl Store {
     /// The fingerprint stored with a lane's watermark.
     pub fn lane_fingerprint(&self, lane: LaneId) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT fingerprint FROM lanes WHERE lane = ?1", [lane as i64], |r| r.get(0))
+            .query_row(
+                "SELECT fingerprint FROM lanes WHERE lane = ?1",
+                [lane as i64],
+                |r| r.get(0),
+            )
             .optional()
             .map(Option::flatten)
             .map_err(self.err())
@@ -172,7 +215,11 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let raw = row.map_err(self.err())?;
-            out.push(raw.into_batch().map_err(|(id, what)| StoreError::BadRow { path: self.path.clone(), id, what })?);
+            out.push(raw.into_batch().map_err(|(id, what)| StoreError::BadRow {
+                path: self.path.clone(),
+                id,
+                what,
+            })?);
         }
         Ok(out)
     }
@@ -190,7 +237,10 @@ impl Store {
         sinks: &[(&str, u64)],
     ) -> Result<()> {
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         if let Some(b) = batch {
             upsert(&tx, b).map_err(err)?;
@@ -207,15 +257,27 @@ impl Store {
 
     /// Commit an emission: the batch `Emitted`, the new sink lengths and the
     /// retry batch, in one transaction.
-    pub fn commit_emit(&mut self, batch: &Batch, emitted_at: Millis, sinks: &[(&str, u64)], retry: Option<&Batch>) -> Result<()> {
+    pub fn commit_emit(
+        &mut self,
+        batch: &Batch,
+        emitted_at: Millis,
+        sinks: &[(&str, u64)],
+        retry: Option<&Batch>,
+    ) -> Result<()> {
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         let mut done = batch.clone();
         done.phase = Phase::Emitted;
         upsert(&tx, &done).map_err(err)?;
-        tx.execute("UPDATE batches SET emitted_at = ?2 WHERE id = ?1", params![batch.id as i64, emitted_at as i64])
-            .map_err(err)?;
+        tx.execute(
+            "UPDATE batches SET emitted_at = ?2 WHERE id = ?1",
+            params![batch.id as i64, emitted_at as i64],
+        )
+        .map_err(err)?;
         if let Some(r) = retry {
             upsert(&tx, r).map_err(err)?;
         }
@@ -233,7 +295,12 @@ const COLUMNS: &str = "id, lane, number, first_pos, end_pos, members, generation
     planned_at, submitted_at, file_id, remote_id, remote_state, output_file, error_file, failure_code, failure_message";
 
 fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
-    let members = b.members.as_ref().map(|m| m.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","));
+    let members = b.members.as_ref().map(|m| {
+        m.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO batches ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?
@@ -261,7 +328,12 @@ fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
     .map(drop)
 }
 
-fn set_watermark(conn: &Connection, lane: LaneId, watermark: Position, fingerprint: Option<&str>) -> rusqlite::Result<()> {
+fn set_watermark(
+    conn: &Connection,
+    lane: LaneId,
+    watermark: Position,
+    fingerprint: Option<&str>,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO lanes(lane, watermark, fingerprint) VALUES (?1, ?2, ?3) \
          ON CONFLICT(lane) DO UPDATE SET watermark = ?2, fingerprint = ?3",
@@ -333,7 +405,12 @@ impl RawRow {
         let members = match self.members {
             None => None,
             Some(s) if s.is_empty() => Some(Vec::new()),
-            Some(s) => Some(s.split(',').map(|p| p.parse::<u64>()).collect::<std::result::Result<Vec<_>, _>>().map_err(|_| bad("members"))?),
+            Some(s) => Some(
+                s.split(',')
+                    .map(|p| p.parse::<u64>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|_| bad("members"))?,
+            ),
         };
         let remote_state = match self.remote_state {
             None => None,
@@ -357,7 +434,10 @@ impl RawRow {
             remote_state,
             output_file: self.output_file,
             error_file: self.error_file,
-            failure: self.failure_code.map(|code| BatchFailure { code, message: self.failure_message.unwrap_or_default() }),
+            failure: self.failure_code.map(|code| BatchFailure {
+                code,
+                message: self.failure_message.unwrap_or_default(),
+            }),
         })
     }
 }
@@ -366,7 +446,10 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
     }
     #[cfg(not(unix))]

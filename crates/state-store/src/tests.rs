@@ -28,14 +28,19 @@ fn batches_round_trip_through_every_phase() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("p")).unwrap();
     let mut b = batch(1);
-    store.commit_cut(0, 11, Some("fp"), Some(&b), &[("dlq", 5)]).unwrap();
+    store
+        .commit_cut(0, 11, Some("fp"), Some(&b), &[("dlq", 5)])
+        .unwrap();
     b.phase = Phase::Uploaded;
     b.file_id = Some("file-1".into());
     store.persist(&b).unwrap();
     b.phase = Phase::Finished;
     b.remote_id = Some("batch_1".into());
     b.remote_state = Some(RemoteState::Expired);
-    b.failure = Some(BatchFailure { code: "c".into(), message: "m".into() });
+    b.failure = Some(BatchFailure {
+        code: "c".into(),
+        message: "m".into(),
+    });
     store.persist(&b).unwrap();
     drop(store);
     let store = Store::open(&dir.path().join("p")).unwrap();
@@ -56,7 +61,9 @@ fn emission_commits_batch_sinks_and_retry_together() {
     let mut retry = batch(2);
     retry.members = Some(vec![3, 7]);
     retry.generation = 1;
-    store.commit_emit(&b, 5000, &[("output", 1234), ("dlq", 0)], Some(&retry)).unwrap();
+    store
+        .commit_emit(&b, 5000, &[("output", 1234), ("dlq", 0)], Some(&retry))
+        .unwrap();
     let snap = store.load().unwrap();
     assert_eq!(snap.open_batches, vec![retry]);
     assert_eq!(snap.sinks.get("output"), Some(&1234));
@@ -74,7 +81,10 @@ fn directory_is_private_and_newer_schemas_are_refused() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
     store.set_meta("schema_version", "99").unwrap();
     drop(store);

@@ -5,8 +5,8 @@ mod provider;
 use std::collections::{BTreeMap, BTreeSet};
 
 use batch_core::{
-    Action, Batch, BatchFailure, Core, CoreConfig, Disposition, Event, LaneId, Millis, Phase, Position,
-    ResultClass,
+    seq_of, Action, Batch, BatchFailure, Core, CoreConfig, Disposition, Event, LaneId, LaneStart,
+    Millis, Phase, Position, ResultClass,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,7 +25,21 @@ pub struct Totals {
     pub cancelled: u64,
     pub retried_records: u64,
     pub whole_batch_errors: u64,
+    pub lane_moves: u64,
     pub steps: u64,
+}
+
+fn pending_batch(e: &Event) -> Option<u64> {
+    match e {
+        Event::Uploaded { id, .. }
+        | Event::Created { id, .. }
+        | Event::Found { id, .. }
+        | Event::Polled { id, .. }
+        | Event::CancelRequested { id, .. }
+        | Event::Emitted { id, .. }
+        | Event::EmitFailed { id, .. } => Some(*id),
+        Event::EndOfInput { .. } => None,
+    }
 }
 
 impl Totals {
@@ -40,6 +54,7 @@ impl Totals {
         self.cancelled += o.cancelled;
         self.retried_records += o.retried_records;
         self.whole_batch_errors += o.whole_batch_errors;
+        self.lane_moves += o.lane_moves;
         self.steps += o.steps;
     }
 }
@@ -142,36 +157,104 @@ impl World {
     /// Build the volatile half of the world from the durable half, as a
     /// process start does.
     fn restart(&mut self) {
-        let lanes: Vec<_> = self.durable.lanes.iter().map(|(&l, &p)| (l, p)).collect();
-        let open: Vec<Batch> =
-            self.durable.batches.values().filter(|b| b.phase != Phase::Emitted).cloned().collect();
-        let next_id = self.durable.batches.keys().max().map_or(1, |m| m + 1);
-        self.core = Core::restore(self.cfg.clone(), &lanes, open, next_id, self.now);
+        let lanes: Vec<LaneStart> = self
+            .lane_len
+            .keys()
+            .map(|&lane| LaneStart {
+                lane,
+                watermark: self.durable.lanes.get(&lane).copied().unwrap_or(0),
+                next_seq: self
+                    .durable
+                    .batches
+                    .values()
+                    .filter(|b| b.lane == lane)
+                    .map(|b| seq_of(b.id) + 1)
+                    .max()
+                    .unwrap_or(1),
+            })
+            .collect();
+        let open: Vec<Batch> = self
+            .durable
+            .batches
+            .values()
+            .filter(|b| b.phase != Phase::Emitted)
+            .cloned()
+            .collect();
+        self.core = Core::restore(self.cfg.clone(), &lanes, open, self.now);
         self.cursor.clear();
-        for (&lane, _) in &self.lane_len {
-            let at = self.durable.lanes.get(&lane).copied().unwrap_or(0);
-            self.core.open_lane(lane, at);
-            self.cursor.insert(lane, at);
+        for l in &lanes {
+            self.cursor.insert(l.lane, l.watermark);
         }
         self.eof_sent.clear();
         self.pending.clear();
     }
 
+    /// A lane taken away and handed back (a Kafka rebalance): only that
+    /// lane's volatile state is lost; answers for its batches still in
+    /// flight are dropped, as the shell drops answers of an older epoch.
+    fn move_lane(&mut self) {
+        let lanes: Vec<LaneId> = self.lane_len.keys().copied().collect();
+        let lane = lanes[self.rng.random_range(0..lanes.len())];
+        self.core.drop_lane(lane);
+        let ids: BTreeSet<u64> = self
+            .durable
+            .batches
+            .values()
+            .filter(|b| b.lane == lane)
+            .map(|b| b.id)
+            .collect();
+        self.pending
+            .retain(|p| !pending_batch(&p.event).is_some_and(|id| ids.contains(&id)));
+        let start = LaneStart {
+            lane,
+            watermark: self.durable.lanes.get(&lane).copied().unwrap_or(0),
+            next_seq: ids.iter().map(|&id| seq_of(id) + 1).max().unwrap_or(1),
+        };
+        let open: Vec<Batch> = self
+            .durable
+            .batches
+            .values()
+            .filter(|b| b.lane == lane && b.phase != Phase::Emitted)
+            .cloned()
+            .collect();
+        self.core.adopt_lane(start, open, self.now);
+        self.cursor.insert(lane, start.watermark);
+        self.eof_sent.remove(&lane);
+    }
+
     pub fn run(&mut self) {
         let mut actions = Vec::new();
         for step in 0.. {
-            assert!(step < 400_000, "no progress after {step} steps (now {})", self.now);
+            assert!(
+                step < 400_000,
+                "no progress after {step} steps (now {})",
+                self.now
+            );
             self.totals.steps += 1;
             if self.crashes_left > 0 && self.rng.random_bool(self.crash_rate) {
                 self.crashes_left -= 1;
-                self.totals.crashes += 1;
-                self.restart();
+                if self.rng.random_bool(0.3) {
+                    self.totals.lane_moves += 1;
+                    self.move_lane();
+                } else {
+                    self.totals.crashes += 1;
+                    self.restart();
+                }
             }
             // Feed a few records from a random lane while the core wants them.
-            let mut lanes: Vec<LaneId> =
-                self.lane_len.keys().copied().filter(|l| self.cursor[l] < self.lane_len[l]).collect();
+            let mut lanes: Vec<LaneId> = self
+                .lane_len
+                .keys()
+                .copied()
+                .filter(|l| self.cursor[l] < self.lane_len[l])
+                .collect();
             if lanes.is_empty() {
-                lanes = self.lane_len.keys().copied().filter(|l| !self.eof_sent.contains(l)).collect();
+                lanes = self
+                    .lane_len
+                    .keys()
+                    .copied()
+                    .filter(|l| !self.eof_sent.contains(l))
+                    .collect();
             }
             if lanes.is_empty() {
                 lanes.push(*self.lane_len.keys().next().expect("a lane"));
@@ -193,8 +276,12 @@ impl World {
                 self.now += self.rng.random_range(0..=3);
             } else if cursor >= len && !self.eof_sent.contains(&lane) {
                 self.eof_sent.insert(lane);
-                self.core.handle(Event::EndOfInput { lane }, self.now, &mut actions);
-            } else if self.core.is_idle() && self.pending.is_empty() && self.eof_sent.len() == self.lane_len.len() {
+                self.core
+                    .handle(Event::EndOfInput { lane }, self.now, &mut actions);
+            } else if self.core.is_idle()
+                && self.pending.is_empty()
+                && self.eof_sent.len() == self.lane_len.len()
+            {
                 return;
             } else {
                 // Deliver the earliest answer, or let time pass to the next wake.
@@ -203,7 +290,11 @@ impl World {
                 match (next_event, wake) {
                     (Some((due, seq)), w) if w.is_none_or(|w| due <= w) => {
                         self.now = self.now.max(due);
-                        let i = self.pending.iter().position(|p| p.seq == seq).expect("pending");
+                        let i = self
+                            .pending
+                            .iter()
+                            .position(|p| p.seq == seq)
+                            .expect("pending");
                         let p = self.pending.swap_remove(i);
                         self.core.handle(p.event, self.now, &mut actions);
                     }
@@ -213,8 +304,10 @@ impl World {
                         // Waiting for more records that the core does not want
                         // yet can only happen if something is in flight.
                         assert!(
-                            !self.core.wants_records() || self.cursor.iter().all(|(l, c)| *c >= self.lane_len[l]),
-                            "stalled: nothing pending, nothing to wake for: {:#?}", self.core
+                            !self.core.wants_records()
+                                || self.cursor.iter().all(|(l, c)| *c >= self.lane_len[l]),
+                            "stalled: nothing pending, nothing to wake for: {:#?}",
+                            self.core
                         );
                         panic!("stalled with the core not wanting records and nothing in flight: {:#?}", self.core);
                     }
@@ -242,7 +335,11 @@ impl World {
 
     fn answer(&mut self, latency: Millis, event: Event) {
         self.seq += 1;
-        self.pending.push(Pending { due: self.now + latency, seq: self.seq, event });
+        self.pending.push(Pending {
+            due: self.now + latency,
+            seq: self.seq,
+            event,
+        });
     }
 
     fn execute(&mut self, action: Action) {
@@ -254,16 +351,36 @@ impl World {
             }
             Action::Upload(batch) => {
                 let result = self.provider.upload(&batch, &mut self.totals);
-                self.answer(latency, Event::Uploaded { id: batch.id, result });
+                self.answer(
+                    latency,
+                    Event::Uploaded {
+                        id: batch.id,
+                        result,
+                    },
+                );
             }
             Action::Create(batch) => {
                 let members = self.members(&batch);
-                let result = self.provider.create(&batch, members, self.now, &mut self.totals);
-                self.answer(latency, Event::Created { id: batch.id, result });
+                let result = self
+                    .provider
+                    .create(&batch, members, self.now, &mut self.totals);
+                self.answer(
+                    latency,
+                    Event::Created {
+                        id: batch.id,
+                        result,
+                    },
+                );
             }
             Action::Find { batch, not_before } => {
                 let result = self.provider.find(&batch, not_before, &mut self.totals);
-                self.answer(latency, Event::Found { id: batch.id, result });
+                self.answer(
+                    latency,
+                    Event::Found {
+                        id: batch.id,
+                        result,
+                    },
+                );
             }
             Action::Poll { id, remote_id } => {
                 let result = self.provider.poll(&remote_id, self.now);
@@ -273,15 +390,32 @@ impl World {
                 let result = self.provider.cancel(&remote_id, self.now, &mut self.totals);
                 self.answer(latency, Event::CancelRequested { id, result });
             }
-            Action::Emit { batch, final_generation, retry_id, retry_number } => {
+            Action::Emit {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+            } => {
                 if let Some(failure) = self.provider.download_fails() {
-                    self.answer(latency, Event::EmitFailed { id: batch.id, failure });
+                    self.answer(
+                        latency,
+                        Event::EmitFailed {
+                            id: batch.id,
+                            failure,
+                        },
+                    );
                     return;
                 }
                 let retry = self.emit(&batch, final_generation, retry_id, retry_number);
                 // The commit is durable now; the crash check at the next step
                 // may still lose this answer, as a real crash would.
-                self.answer(0, Event::Emitted { id: batch.id, retry });
+                self.answer(
+                    0,
+                    Event::Emitted {
+                        id: batch.id,
+                        retry,
+                    },
+                );
             }
             Action::Cleanup(_) | Action::Warn(_) => {}
             Action::Fatal(msg) => panic!("fatal: {msg}"),
@@ -291,14 +425,26 @@ impl World {
     fn members(&self, batch: &Batch) -> Vec<Position> {
         match &batch.members {
             Some(m) => m.clone(),
-            None => (batch.first..batch.end).filter(|p| !self.dead.contains(&(batch.lane, *p))).collect(),
+            None => (batch.first..batch.end)
+                .filter(|p| !self.dead.contains(&(batch.lane, *p)))
+                .collect(),
         }
     }
 
     /// The shell's emit step: join, decide each member's fate, commit.
-    fn emit(&mut self, batch: &Batch, final_generation: bool, retry_id: u64, retry_number: String) -> Option<Batch> {
+    fn emit(
+        &mut self,
+        batch: &Batch,
+        final_generation: bool,
+        retry_id: u64,
+        retry_number: String,
+    ) -> Option<Batch> {
         let stored = &self.durable.batches[&batch.id];
-        assert_eq!(stored.phase, Phase::Finished, "emit of a batch not durably finished: {stored:?}");
+        assert_eq!(
+            stored.phase,
+            Phase::Finished,
+            "emit of a batch not durably finished: {stored:?}"
+        );
         let results = match (&batch.failure, &batch.remote_id) {
             (Some(_), _) | (None, None) => BTreeMap::new(),
             (None, Some(remote)) => self.provider.results(remote),
@@ -343,7 +489,10 @@ impl World {
             failure: None,
             ..batch.clone()
         };
-        assert!(!self.durable.batches.contains_key(&retry_id), "retry id {retry_id} reused");
+        assert!(
+            !self.durable.batches.contains_key(&retry_id),
+            "retry id {retry_id} reused"
+        );
         self.durable.batches.insert(retry_id, retry_batch.clone());
         Some(retry_batch)
     }
@@ -351,7 +500,10 @@ impl World {
     pub fn check(&self) {
         let mut seen = BTreeMap::new();
         for &(lane, p, ok) in &self.durable.output {
-            assert!(!self.dead.contains(&(lane, p)), "dead record {lane}-{p} emitted as output");
+            assert!(
+                !self.dead.contains(&(lane, p)),
+                "dead record {lane}-{p} emitted as output"
+            );
             if seen.insert((lane, p), ok).is_some() {
                 panic!("record {lane}-{p} emitted twice");
             }
@@ -359,12 +511,19 @@ impl World {
         for (&lane, &len) in &self.lane_len {
             for p in 0..len {
                 if !self.dead.contains(&(lane, p)) {
-                    assert!(seen.contains_key(&(lane, p)), "record {lane}-{p} never emitted");
+                    assert!(
+                        seen.contains_key(&(lane, p)),
+                        "record {lane}-{p} never emitted"
+                    );
                 }
             }
         }
         let dlq: BTreeSet<_> = self.durable.dlq.iter().copied().collect();
-        assert_eq!(dlq.len(), self.durable.dlq.len(), "a dead letter written twice");
+        assert_eq!(
+            dlq.len(),
+            self.durable.dlq.len(),
+            "a dead letter written twice"
+        );
         assert_eq!(dlq, self.dead, "dead letters differ from the dead records");
         // A record answered successfully by the provider is never answered
         // again: nothing was paid for twice.
@@ -372,7 +531,10 @@ impl World {
         // An ok in the output must be an ok at the provider.
         for (&(lane, p), &ok) in &seen {
             if ok {
-                assert!(self.provider.answered_ok(lane, p), "{lane}-{p} emitted ok without a provider answer");
+                assert!(
+                    self.provider.answered_ok(lane, p),
+                    "{lane}-{p} emitted ok without a provider answer"
+                );
             }
         }
         let _ = self.max_retries;

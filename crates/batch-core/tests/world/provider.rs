@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use batch_core::{Batch, BatchFailure, Failure, FailureKind, LaneId, Millis, Position, Remote, RemoteState, ResultClass};
+use batch_core::{
+    Batch, BatchFailure, Failure, FailureKind, LaneId, Millis, Position, Remote, RemoteState,
+    ResultClass,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -29,7 +32,13 @@ pub struct Faults {
 
 impl Faults {
     pub fn random(rng: &mut StdRng, harsh: bool) -> Self {
-        let mut f = |max: f64| if harsh { rng.random_range(0.0..max) } else { rng.random_range(0.0..max / 4.0) };
+        let mut f = |max: f64| {
+            if harsh {
+                rng.random_range(0.0..max)
+            } else {
+                rng.random_range(0.0..max / 4.0)
+            }
+        };
         Self {
             upload_fail: f(0.2),
             create_429: f(0.2),
@@ -79,7 +88,12 @@ pub struct Provider {
 }
 
 fn fail(kind: FailureKind, code: &str) -> Failure {
-    Failure { kind, retry_after_ms: Some(50), code: code.into(), message: format!("simulated {code}") }
+    Failure {
+        kind,
+        retry_after_ms: Some(50),
+        code: code.into(),
+        message: format!("simulated {code}"),
+    }
 }
 
 impl Provider {
@@ -106,14 +120,25 @@ impl Provider {
         Ok(Some(format!("file-{}", self.next)))
     }
 
-    pub fn create(&mut self, batch: &Batch, members: Vec<Position>, now: Millis, t: &mut Totals) -> Result<Remote, Failure> {
+    pub fn create(
+        &mut self,
+        batch: &Batch,
+        members: Vec<Position>,
+        now: Millis,
+        t: &mut Totals,
+    ) -> Result<Remote, Failure> {
         if self.roll(self.faults.create_429) {
             return Err(fail(FailureKind::Transient, "rate_limit_exceeded"));
         }
         if self.roll(self.faults.create_5xx) {
             return Err(fail(FailureKind::Ambiguous, "server_error"));
         }
-        assert_eq!(members.len() as u32, batch.records, "batch {} file holds the wrong records", batch.number);
+        assert_eq!(
+            members.len() as u32,
+            batch.records,
+            "batch {} file holds the wrong records",
+            batch.number
+        );
         self.next += 1;
         let id = format!("batch_{}", self.next);
         let fate = if self.roll(self.faults.quota) {
@@ -125,10 +150,17 @@ impl Provider {
         } else {
             Fate::Complete
         };
-        let run = if self.roll(self.faults.slow) { self.rng.random_range(1_000..120_000) } else { self.rng.random_range(10..2_000) };
+        let run = if self.roll(self.faults.slow) {
+            self.rng.random_range(1_000..120_000)
+        } else {
+            self.rng.random_range(10..2_000)
+        };
         t.quota_failures += u64::from(fate == Fate::Quota);
         t.expired += u64::from(fate == Fate::Expire);
-        *self.creates.entry((batch.number.clone(), batch.attempt)).or_default() += 1;
+        *self
+            .creates
+            .entry((batch.number.clone(), batch.attempt))
+            .or_default() += 1;
         self.batches.insert(
             id.clone(),
             SimBatch {
@@ -150,14 +182,21 @@ impl Provider {
         Ok(self.view(&id, now))
     }
 
-    pub fn find(&mut self, batch: &Batch, not_before: Millis, t: &mut Totals) -> Result<Option<Remote>, Failure> {
+    pub fn find(
+        &mut self,
+        batch: &Batch,
+        not_before: Millis,
+        t: &mut Totals,
+    ) -> Result<Option<Remote>, Failure> {
         if self.roll(self.faults.find_fail) {
             return Err(fail(FailureKind::Transient, "server_error"));
         }
         let found = self
             .batches
             .iter()
-            .find(|(_, b)| b.number == batch.number && b.attempt == batch.attempt && b.created_at >= not_before)
+            .find(|(_, b)| {
+                b.number == batch.number && b.attempt == batch.attempt && b.created_at >= not_before
+            })
             .map(|(id, b)| (id.clone(), b.created_at));
         Ok(found.map(|(id, at)| {
             t.adoptions += 1;
@@ -173,7 +212,10 @@ impl Provider {
     }
 
     pub fn cancel(&mut self, id: &str, now: Millis, t: &mut Totals) -> Result<(), Failure> {
-        let b = self.batches.get_mut(id).expect("cancel of an unknown batch");
+        let b = self
+            .batches
+            .get_mut(id)
+            .expect("cancel of an unknown batch");
         if b.cancel_at.is_none() && now < b.done_at {
             b.cancel_at = Some(now + 50);
             t.cancelled += 1;
@@ -182,11 +224,15 @@ impl Provider {
     }
 
     pub fn download_fails(&mut self) -> Option<Failure> {
-        self.roll(self.faults.download_fail).then(|| fail(FailureKind::Transient, "server_error"))
+        self.roll(self.faults.download_fail)
+            .then(|| fail(FailureKind::Transient, "server_error"))
     }
 
     pub fn results(&self, id: &str) -> BTreeMap<Position, ResultClass> {
-        self.batches[id].results.clone().expect("results of a batch not yet terminal")
+        self.batches[id]
+            .results
+            .clone()
+            .expect("results of a batch not yet terminal")
     }
 
     /// The provider's answer at `now`, settling results once terminal.
@@ -196,11 +242,17 @@ impl Provider {
             match (b.fate, b.cancel_at) {
                 (Fate::Quota, _) if now >= b.created_at + 20 => (
                     Some(RemoteState::Failed),
-                    Some(BatchFailure { code: "token_limit_exceeded".into(), message: "enqueued token limit reached".into() }),
+                    Some(BatchFailure {
+                        code: "token_limit_exceeded".into(),
+                        message: "enqueued token limit reached".into(),
+                    }),
                 ),
                 (Fate::Invalid, _) if now >= b.created_at + 20 => (
                     Some(RemoteState::Failed),
-                    Some(BatchFailure { code: "invalid_json_line".into(), message: "line 1 is not valid json".into() }),
+                    Some(BatchFailure {
+                        code: "invalid_json_line".into(),
+                        message: "line 1 is not valid json".into(),
+                    }),
                 ),
                 (Fate::Quota | Fate::Invalid, _) => (None, None),
                 (_, Some(c)) if now >= c && c < b.done_at => (Some(RemoteState::Cancelled), None),
@@ -209,8 +261,10 @@ impl Provider {
                 _ => (None, None),
             }
         };
-        if matches!(state, Some(RemoteState::Completed | RemoteState::Expired | RemoteState::Cancelled))
-            && self.batches[id].results.is_none()
+        if matches!(
+            state,
+            Some(RemoteState::Completed | RemoteState::Expired | RemoteState::Cancelled)
+        ) && self.batches[id].results.is_none()
         {
             self.settle(id, state.unwrap());
         }
@@ -232,7 +286,11 @@ impl Provider {
         for p in members {
             let finished = state == RemoteState::Completed || self.rng.random_bool(0.5);
             let class = if !finished {
-                if self.rng.random_bool(0.8) { ResultClass::Retriable } else { ResultClass::Missing }
+                if self.rng.random_bool(0.8) {
+                    ResultClass::Retriable
+                } else {
+                    ResultClass::Missing
+                }
             } else if self.rng.random_bool(retriable) {
                 ResultClass::Retriable
             } else if self.rng.random_bool(permanent) {

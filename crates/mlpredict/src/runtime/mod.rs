@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use batch_api::wire::{RequestTemplate, Task, WireFormat};
 use batch_core::{
+    seq_of, LaneStart,
     write_custom_id, Action, Batch, Core, CoreConfig, Event, Millis, Phase, Plan, RemoteState,
 };
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
@@ -165,14 +166,8 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         counts: Arc::new(CallCounts::default()),
         pipeline: cfg.name.clone(),
     };
-    let mut core = Core::restore(
-        core_config(cfg, limits),
-        &snapshot.lanes,
-        snapshot.open_batches,
-        snapshot.next_id,
-        now_ms(),
-    );
-    core.open_lane(LANE, watermark);
+    let lanes = [LaneStart { lane: LANE, watermark, next_seq: seq_of(snapshot.next_id) }];
+    let mut core = Core::restore(core_config(cfg, limits), &lanes, snapshot.open_batches, now_ms());
     let mut shell = Shell {
         cfg,
         store,
