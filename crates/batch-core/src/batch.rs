@@ -1,7 +1,10 @@
+use serde::{Deserialize, Serialize};
+
 use crate::{LaneId, Millis, Position};
 
 /// Life-cycle phase of a batch; each is durable (DESIGN.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Its members are fixed; nothing outside knows it yet.
     Planned,
@@ -40,7 +43,8 @@ impl Phase {
 }
 
 /// Terminal state of a provider batch, as far as emission cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RemoteState {
     Completed,
     Expired,
@@ -71,14 +75,14 @@ impl RemoteState {
 }
 
 /// Why a whole batch gave up: every member is emitted with this error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchFailure {
     pub code: String,
     pub message: String,
 }
 
 /// The durable record of one batch. The shell stores exactly these fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub id: u64,
     pub lane: LaneId,

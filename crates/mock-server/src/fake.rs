@@ -1,0 +1,260 @@
+//! The fake model: deterministic, cheap, distinct per input.
+//!
+//! Chat answers are a sentiment-ish rating plus a digest of the text, so a test
+//! can recompute the expected prediction of every record with
+//! [`chat_reply`] and [`embedding`].
+
+use serde::Serialize;
+
+use crate::util::{h64, unit};
+
+const POSITIVE: &[&str] = &[
+    "good",
+    "great",
+    "excellent",
+    "love",
+    "loved",
+    "amazing",
+    "best",
+    "wonderful",
+    "happy",
+    "nice",
+    "fantastic",
+    "perfect",
+    "awesome",
+    "like",
+    "liked",
+    "enjoy",
+    "enjoyed",
+    "recommend",
+    "brilliant",
+];
+const NEGATIVE: &[&str] = &[
+    "bad",
+    "terrible",
+    "awful",
+    "hate",
+    "hated",
+    "worst",
+    "poor",
+    "boring",
+    "disappointing",
+    "horrible",
+    "broken",
+    "sad",
+    "waste",
+    "not",
+    "never",
+    "refund",
+    "slow",
+    "ugly",
+];
+
+/// The fake chat model's answer to the last user message, e.g.
+/// `"rating: 4/5 (digest 1a2b3c4d)"`.
+pub fn chat_reply(model: &str, user_message: &str) -> String {
+    let (mut pos, mut neg) = (0i32, 0i32);
+    for word in user_message.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        // no lowercase copy: this runs for every word of every request
+        if POSITIVE.iter().any(|p| p.eq_ignore_ascii_case(word)) {
+            pos += 1;
+        } else if NEGATIVE.iter().any(|n| n.eq_ignore_ascii_case(word)) {
+            neg += 1;
+        }
+    }
+    let rating = (3 + pos - neg).clamp(1, 5);
+    let digest = h64(&[model.as_bytes(), user_message.as_bytes()]) as u32;
+    format!("rating: {rating}/5 (digest {digest:08x})")
+}
+
+/// The fake embedding of `input`: 8 floats, unit length.
+pub fn embedding(input: &str) -> Vec<f32> {
+    let raw: Vec<f64> = (0u8..8)
+        .map(|i| unit(h64(&[input.as_bytes(), &[i]])) * 2.0 - 1.0)
+        .collect();
+    let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+    raw.iter().map(|v| (v / norm) as f32).collect()
+}
+
+/// Roughly 4 tokens per 3 words, at least 1.
+pub(crate) fn tokens(text: &str) -> u32 {
+    let words = text.split_whitespace().count() as u32;
+    ((words * 4).div_ceil(3)).max(1)
+}
+
+/// A `chat.completion` object.
+#[derive(Serialize)]
+pub(crate) struct ChatCompletion<'a> {
+    pub id: String,
+    pub object: &'static str,
+    pub created: i64,
+    pub model: &'a str,
+    pub choices: [Choice<'a>; 1],
+    pub usage: CompletionUsage,
+    pub service_tier: &'static str,
+    pub system_fingerprint: &'static str,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Choice<'a> {
+    pub index: u32,
+    pub message: Message<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Message<'a> {
+    pub role: &'static str,
+    pub content: &'a str,
+    pub refusal: Option<()>,
+    pub annotations: [(); 0],
+}
+
+#[derive(Serialize)]
+pub(crate) struct CompletionUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+    pub prompt_tokens_details: PromptDetails,
+    pub completion_tokens_details: CompletionDetails,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PromptDetails {
+    pub cached_tokens: u32,
+    pub audio_tokens: u32,
+}
+
+#[derive(Serialize)]
+pub(crate) struct CompletionDetails {
+    pub reasoning_tokens: u32,
+    pub audio_tokens: u32,
+    pub accepted_prediction_tokens: u32,
+    pub rejected_prediction_tokens: u32,
+}
+
+impl<'a> ChatCompletion<'a> {
+    pub(crate) fn new(
+        id: String,
+        created: i64,
+        model: &'a str,
+        reply: &'a str,
+        prompt: u32,
+        completion: u32,
+    ) -> Self {
+        ChatCompletion {
+            id,
+            object: "chat.completion",
+            created,
+            model,
+            choices: [Choice {
+                index: 0,
+                message: Message {
+                    role: "assistant",
+                    content: reply,
+                    refusal: None,
+                    annotations: [],
+                },
+                logprobs: None,
+                finish_reason: "stop",
+            }],
+            usage: CompletionUsage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: prompt + completion,
+                prompt_tokens_details: PromptDetails {
+                    cached_tokens: 0,
+                    audio_tokens: 0,
+                },
+                completion_tokens_details: CompletionDetails {
+                    reasoning_tokens: 0,
+                    audio_tokens: 0,
+                    accepted_prediction_tokens: 0,
+                    rejected_prediction_tokens: 0,
+                },
+            },
+            service_tier: "default",
+            system_fingerprint: "fp_mock",
+        }
+    }
+}
+
+/// An embeddings `list` object.
+#[derive(Serialize)]
+pub(crate) struct EmbeddingList<'a, E: Serialize> {
+    pub object: &'static str,
+    pub data: Vec<EmbeddingItem<E>>,
+    pub model: &'a str,
+    pub usage: EmbeddingUsage,
+}
+
+#[derive(Serialize)]
+pub(crate) struct EmbeddingItem<E: Serialize> {
+    pub object: &'static str,
+    pub index: usize,
+    pub embedding: E,
+}
+
+#[derive(Serialize)]
+pub(crate) struct EmbeddingUsage {
+    pub prompt_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl<'a, E: Serialize> EmbeddingList<'a, E> {
+    pub(crate) fn new(model: &'a str, vectors: impl IntoIterator<Item = E>, tokens: u32) -> Self {
+        EmbeddingList {
+            object: "list",
+            data: vectors
+                .into_iter()
+                .enumerate()
+                .map(|(index, embedding)| EmbeddingItem {
+                    object: "embedding",
+                    index,
+                    embedding,
+                })
+                .collect(),
+            model,
+            usage: EmbeddingUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_reply_is_deterministic_and_distinct() {
+        let a = chat_reply("gpt-4o-mini", "I love it, great product");
+        assert_eq!(a, chat_reply("gpt-4o-mini", "I love it, great product"));
+        assert!(a.starts_with("rating: 5/5 (digest "), "{a}");
+        assert!(chat_reply("m", "terrible, broken, a waste").starts_with("rating: 1/5"));
+        assert_ne!(chat_reply("m", "x"), chat_reply("m", "y"));
+        assert_ne!(chat_reply("m1", "x"), chat_reply("m2", "x"));
+    }
+
+    #[test]
+    fn embedding_is_unit_length_and_distinct() {
+        let e = embedding("hello");
+        assert_eq!(e.len(), 8);
+        let n: f32 = e.iter().map(|v| v * v).sum();
+        assert!((n - 1.0).abs() < 1e-4);
+        assert_eq!(e, embedding("hello"));
+        assert_ne!(e, embedding("hello!"));
+    }
+
+    #[test]
+    fn tokens_grow_with_words() {
+        assert_eq!(tokens(""), 1);
+        assert_eq!(tokens("one two three"), 4);
+        assert!(tokens("a b c d e f") > tokens("a b c"));
+    }
+}

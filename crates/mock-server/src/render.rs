@@ -1,0 +1,344 @@
+//! Wire shapes: output/error file lines, the Batch object, generic job status.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::MockConfig;
+use crate::fake::{ChatCompletion, EmbeddingList};
+use crate::lifecycle::{Batch, Status};
+use crate::tasks::{Flavor, Outcome, Task};
+use crate::util::h64;
+
+/// Rendered end-of-batch results.
+pub(crate) struct Rendered {
+    pub output: Vec<u8>,
+    pub errors: Vec<u8>,
+    /// Indexes of tasks answered successfully.
+    pub answered: Vec<usize>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct OutLine<'a, B: Serialize> {
+    id: String,
+    custom_id: &'a str,
+    response: Option<Response<B>>,
+    error: Option<LineError<'a>>,
+}
+
+#[derive(Serialize)]
+struct Response<B: Serialize> {
+    status_code: u16,
+    request_id: String,
+    body: B,
+}
+
+#[derive(Serialize)]
+struct LineError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct GenericLine<'a, O: Serialize> {
+    custom_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<O>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<GenericError<'a>>,
+}
+
+#[derive(Serialize)]
+struct GenericError<'a> {
+    code: &'a str,
+    message: &'a str,
+    /// The HTTP status the request would have had (ours: helps retry decisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+}
+
+fn hex_id(prefix: &str, batch_id: &str, i: usize, salt: &[u8]) -> String {
+    let a = h64(&[batch_id.as_bytes(), &(i as u64).to_le_bytes(), salt]);
+    let b = h64(&[&a.to_le_bytes(), salt]);
+    format!("{prefix}{a:016x}{b:016x}")
+}
+
+fn push_line(buf: &mut Vec<u8>, value: &impl Serialize) {
+    serde_json::to_writer(&mut *buf, value).expect("serializing to memory cannot fail");
+    buf.push(b'\n');
+}
+
+/// Renders the first `done` tasks as executed and the rest as `unexecuted`.
+pub(crate) fn results(
+    batch: &Batch,
+    tasks: &[Task],
+    done: usize,
+    unexecuted: Option<(&str, &str)>,
+    created: i64,
+) -> Rendered {
+    let mut r = Rendered {
+        output: Vec::new(),
+        errors: Vec::new(),
+        answered: Vec::new(),
+        input_tokens: 0,
+        output_tokens: 0,
+    };
+    let generic = batch.flavor == Flavor::Generic;
+    for (i, task) in tasks.iter().enumerate() {
+        let cid = task.custom_id.as_str();
+        if i >= done {
+            let (code, message) =
+                unexecuted.unwrap_or(("batch_cancelled", "This request was not executed."));
+            if generic {
+                let line: GenericLine<()> = GenericLine {
+                    custom_id: cid,
+                    output: None,
+                    error: Some(GenericError {
+                        code,
+                        message,
+                        status: None,
+                    }),
+                };
+                push_line(&mut r.output, &line);
+            } else {
+                let line: OutLine<()> = OutLine {
+                    id: hex_id("batch_req_", &batch.id, i, b"req"),
+                    custom_id: cid,
+                    response: None,
+                    error: Some(LineError { code, message }),
+                };
+                push_line(&mut r.errors, &line);
+            }
+            continue;
+        }
+        if task.ok() {
+            r.answered.push(i);
+        }
+        if generic {
+            render_generic(&mut r, task);
+        } else {
+            render_openai(&mut r, batch, task, i, created);
+        }
+    }
+    r
+}
+
+fn render_generic(r: &mut Rendered, task: &Task) {
+    let cid = task.custom_id.as_str();
+    match &task.outcome {
+        Outcome::Chat { reply, .. } => push_line(
+            &mut r.output,
+            &GenericLine {
+                custom_id: cid,
+                output: Some(reply),
+                error: None,
+            },
+        ),
+        Outcome::Embedding {
+            vectors,
+            single: true,
+            ..
+        } => push_line(
+            &mut r.output,
+            &GenericLine {
+                custom_id: cid,
+                output: vectors.first(),
+                error: None,
+            },
+        ),
+        Outcome::Embedding { vectors, .. } => push_line(
+            &mut r.output,
+            &GenericLine {
+                custom_id: cid,
+                output: Some(vectors),
+                error: None,
+            },
+        ),
+        Outcome::Error {
+            status,
+            code,
+            message,
+            ..
+        } => {
+            let code = code.unwrap_or(if *status >= 500 {
+                "server_error"
+            } else {
+                "invalid_request"
+            });
+            let error = GenericError {
+                code,
+                message,
+                status: Some(*status),
+            };
+            push_line(
+                &mut r.output,
+                &GenericLine::<()> {
+                    custom_id: cid,
+                    output: None,
+                    error: Some(error),
+                },
+            );
+        }
+    }
+}
+
+fn render_openai(r: &mut Rendered, batch: &Batch, task: &Task, i: usize, created: i64) {
+    let id = hex_id("batch_req_", &batch.id, i, b"req");
+    let request_id = hex_id("req_", &batch.id, i, b"request");
+    let cid = task.custom_id.as_str();
+    match &task.outcome {
+        Outcome::Chat {
+            reply,
+            prompt,
+            completion,
+        } => {
+            r.input_tokens += u64::from(*prompt);
+            r.output_tokens += u64::from(*completion);
+            let cmpl_id = hex_id("chatcmpl-", &batch.id, i, b"cmpl");
+            let body =
+                ChatCompletion::new(cmpl_id, created, &task.model, reply, *prompt, *completion);
+            let response = Some(Response {
+                status_code: 200,
+                request_id,
+                body,
+            });
+            push_line(
+                &mut r.output,
+                &OutLine {
+                    id,
+                    custom_id: cid,
+                    response,
+                    error: None,
+                },
+            );
+        }
+        Outcome::Embedding {
+            vectors, tokens, ..
+        } => {
+            r.input_tokens += u64::from(*tokens);
+            let body = EmbeddingList::new(&task.model, vectors.iter(), *tokens);
+            let response = Some(Response {
+                status_code: 200,
+                request_id,
+                body,
+            });
+            push_line(
+                &mut r.output,
+                &OutLine {
+                    id,
+                    custom_id: cid,
+                    response,
+                    error: None,
+                },
+            );
+        }
+        Outcome::Error {
+            status,
+            kind,
+            code,
+            param,
+            message,
+        } => {
+            let body =
+                json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+            let response = Some(Response {
+                status_code: *status,
+                request_id,
+                body,
+            });
+            push_line(
+                &mut r.errors,
+                &OutLine {
+                    id,
+                    custom_id: cid,
+                    response,
+                    error: None,
+                },
+            );
+        }
+    }
+}
+
+/// The Batch object with every field of the real one.
+pub(crate) fn batch_json(b: &Batch, now: Instant, cfg: &MockConfig) -> Value {
+    let endpoint = match b.flavor {
+        Flavor::OpenAi(e) => e.path(),
+        Flavor::Generic => "/ml/api/batch_predict",
+    };
+    let (completed, failed) = b.counts(now, cfg);
+    let total = if b.status == Status::Validating {
+        0
+    } else {
+        b.total
+    };
+    let s = &b.stamps;
+    json!({
+        "id": b.id,
+        "object": "batch",
+        "endpoint": endpoint,
+        "model": b.model,
+        "errors": b.errors.as_ref().map(|data| json!({"object": "list", "data": data})),
+        "input_file_id": b.input_file_id,
+        "completion_window": "24h",
+        "status": b.status.as_str(),
+        "output_file_id": b.output_file_id,
+        "error_file_id": b.error_file_id,
+        "created_at": b.created_at,
+        "in_progress_at": s.in_progress_at,
+        "expires_at": b.created_at + 24 * 3600,
+        "finalizing_at": s.finalizing_at,
+        "completed_at": s.completed_at,
+        "failed_at": s.failed_at,
+        "expired_at": s.expired_at,
+        "cancelling_at": s.cancelling_at,
+        "cancelled_at": s.cancelled_at,
+        "request_counts": {"total": total, "completed": completed, "failed": failed},
+        "usage": {
+            "input_tokens": b.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": b.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": b.input_tokens + b.output_tokens,
+        },
+        "metadata": b.metadata,
+    })
+}
+
+/// Generic protocol status: queued | running | completed | failed.
+pub(crate) fn generic_status(b: &Batch) -> &'static str {
+    match b.status {
+        Status::Validating => "queued",
+        Status::InProgress | Status::Finalizing | Status::Cancelling => "running",
+        // an expired job still delivers results: the unfinished ones as errors
+        Status::Completed | Status::Expired => "completed",
+        Status::Failed | Status::Cancelled => "failed",
+    }
+}
+
+/// `GET /ml/api/batch/status/{id}` body.
+pub(crate) fn job_json(b: &Batch, base: &str) -> Value {
+    let status = generic_status(b);
+    let mut v = json!({"id": b.id, "status": status, "created_at": b.created_at});
+    if status == "completed" {
+        v["results_url"] = json!(format!("{base}/ml/api/batch/results/{}", b.id));
+        v["request_counts"] =
+            json!({"total": b.total, "completed": b.completed, "failed": b.failed});
+    }
+    if status == "failed" {
+        let error = match b.errors.as_ref().and_then(|e| e.first()) {
+            Some(e) => {
+                let message = match e.line {
+                    Some(line) => format!("line {line}: {}", e.message),
+                    None => e.message.clone(),
+                };
+                json!({"code": e.code, "message": message})
+            }
+            None => json!({"code": "cancelled", "message": "the job was cancelled"}),
+        };
+        v["error"] = error;
+    }
+    v
+}

@@ -1,0 +1,223 @@
+//! `/v1/batches`: create, retrieve, cancel, list.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{maybe_lose, page, parse_json, parse_limit, ConnKill};
+use crate::error::{ApiError, ApiResult};
+use crate::faults::Kind;
+use crate::lifecycle::{Batch, Fate};
+use crate::render::batch_json;
+use crate::request::Endpoint;
+use crate::store::Shared;
+use crate::tasks::Flavor;
+
+#[derive(Deserialize)]
+struct CreateBatch {
+    input_file_id: Option<String>,
+    endpoint: Option<String>,
+    completion_window: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Metadata rules of the real API: ≤ 16 string pairs, keys ≤ 64, values ≤ 512.
+pub(crate) fn check_metadata(meta: Option<Value>) -> ApiResult<Option<Map<String, Value>>> {
+    let map = match meta {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid type for 'metadata': expected an object, but got {} instead.",
+                json_type(&other)
+            ))
+            .param("metadata")
+            .code("invalid_type"))
+        }
+    };
+    if map.len() > 16 {
+        return Err(ApiError::invalid(format!(
+            "Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got an \
+             object with {} properties instead.",
+            map.len()
+        ))
+        .param("metadata")
+        .code("object_above_max_properties"));
+    }
+    for (k, v) in &map {
+        if k.chars().count() > 64 {
+            return Err(ApiError::invalid(format!(
+                "Invalid 'metadata': key too long. Expected a key with maximum length 64, but got a key with \
+                 length {} instead.",
+                k.chars().count()
+            ))
+            .param("metadata")
+            .code("string_above_max_length"));
+        }
+        let Value::String(s) = v else {
+            return Err(ApiError::invalid(format!(
+                "Invalid type for 'metadata.{k}': expected a string, but got {} instead.",
+                json_type(v)
+            ))
+            .param(format!("metadata.{k}"))
+            .code("invalid_type"));
+        };
+        if s.chars().count() > 512 {
+            return Err(ApiError::invalid(format!(
+                "Invalid 'metadata.{k}': string too long. Expected a string with maximum length 512, but got a \
+                 string with length {} instead.",
+                s.chars().count()
+            ))
+            .param(format!("metadata.{k}"))
+            .code("string_above_max_length"));
+        }
+    }
+    Ok(Some(map))
+}
+
+pub(crate) async fn create(
+    State(st): State<Shared>,
+    kill: Option<Extension<ConnKill>>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: CreateBatch = parse_json(&body)?;
+    let input_file_id = req
+        .input_file_id
+        .ok_or_else(|| ApiError::missing("input_file_id"))?;
+    let endpoint = req.endpoint.ok_or_else(|| ApiError::missing("endpoint"))?;
+    let endpoint = Endpoint::parse(&endpoint).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Invalid value: '{endpoint}'. Supported values are: '/v1/chat/completions' and '/v1/embeddings'."
+        ))
+        .param("endpoint")
+        .code("invalid_value")
+    })?;
+    let window = req
+        .completion_window
+        .ok_or_else(|| ApiError::missing("completion_window"))?;
+    if window != "24h" {
+        return Err(ApiError::invalid(format!(
+            "Invalid value: '{window}'. Supported values are: '24h'."
+        ))
+        .param("completion_window")
+        .code("invalid_value"));
+    }
+    let metadata = check_metadata(req.metadata)?;
+    // the real API accepts an unknown file here and fails the batch later
+    let fate = Fate {
+        token_limit: st.faults.roll(Kind::TokenLimit),
+        expire: st.faults.roll(Kind::Expire),
+    };
+    let now = Instant::now();
+    let obj = {
+        let mut store = st.lock();
+        let input = store.files.map.get(&input_file_id).map(|f| f.bytes.clone());
+        store.seq += 1;
+        let seq = store.seq;
+        let id = st.ids.hex("batch_", seq);
+        let batch = Batch::new(
+            id.clone(),
+            seq,
+            Flavor::OpenAi(endpoint),
+            input_file_id,
+            input,
+            metadata,
+            fate,
+        );
+        st.stats.created(false, batch.metadata.as_ref());
+        let obj = batch_json(&batch, now, &st.cfg);
+        store.batches.insert(id.clone(), batch);
+        store.batch_order.push(id);
+        obj
+    };
+    tracing::debug!(id = %obj["id"], "batch created");
+    Ok(maybe_lose(&st, kill.map(|Extension(k)| k), Json(obj).into_response()).await)
+}
+
+fn no_batch(id: &str) -> ApiError {
+    ApiError::not_found(format!("No batch found with id '{id}'."))
+}
+
+fn is_openai(b: &Batch) -> bool {
+    matches!(b.flavor, Flavor::OpenAi(_))
+}
+
+pub(crate) async fn retrieve(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let now = Instant::now();
+    st.with_batch(&id, |b, env| {
+        is_openai(b).then(|| batch_json(b, now, env.cfg))
+    })
+    .flatten()
+    .map(Json)
+    .ok_or_else(|| no_batch(&id))
+}
+
+pub(crate) async fn cancel(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let now = Instant::now();
+    let res = st.with_batch(&id, |b, env| {
+        if !is_openai(b) {
+            return None;
+        }
+        Some(b.cancel(now, env.cfg).map(|()| batch_json(b, now, env.cfg)))
+    });
+    match res.flatten() {
+        None => Err(no_batch(&id)),
+        Some(r) => r.map(Json),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(st): State<Shared>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = parse_limit(q.limit.as_deref(), 20, 100)?;
+    let now = Instant::now();
+    let mut guard = st.lock();
+    let store = &mut *guard;
+    let (ids, has_more) = page(store.batch_order.iter().rev(), q.after.as_deref(), limit);
+    let mut env = st.env(&mut store.files, &mut store.seen);
+    let mut data: Vec<Value> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let Some(b) = store.batches.get_mut(id) else {
+            continue;
+        };
+        b.advance(now, &mut env);
+        data.push(batch_json(b, now, env.cfg));
+    }
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "first_id": ids.first(),
+        "last_id": ids.last(),
+        "has_more": has_more,
+    })))
+}

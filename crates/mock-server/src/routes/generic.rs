@@ -1,0 +1,157 @@
+//! The FLIP's generic protocol (PROVIDERS.md §8) plus our adoption extension:
+//!
+//! - `POST /ml/api/batch_predict` multipart `file` (lines `{"custom_id",
+//!   "input": <chat or embeddings body>}`) and optional text field `metadata`
+//!   (a JSON object, same rules as OpenAI batch metadata) → `{"id"}`;
+//! - `GET /ml/api/batch/status/{id}` → `{"id","status","results_url"?,"error"?}`;
+//! - `GET /ml/api/batch/results/{id}` → JSONL `{"custom_id","output"}` or
+//!   `{"custom_id","error":{"code","message","status"}}`;
+//! - extension: `GET /ml/api/batch/jobs?limit=&after=` lists jobs newest first
+//!   with their metadata, so a client that lost a submit answer can adopt it.
+
+use std::time::Instant;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::batches::check_metadata;
+use super::files::{multipart_error, read_capped};
+use super::{base_from, maybe_lose, page, parse_limit, ConnKill};
+use crate::error::{ApiError, ApiResult};
+use crate::faults::Kind;
+use crate::lifecycle::{Batch, Fate};
+use crate::render::{generic_status, job_json};
+use crate::store::Shared;
+use crate::tasks::Flavor;
+
+pub(crate) async fn submit(
+    State(st): State<Shared>,
+    kill: Option<Extension<ConnKill>>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Response> {
+    let mut mp = mp.map_err(multipart_error)?;
+    let (mut file, mut metadata) = (None, None);
+    while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+        match field.name().unwrap_or("") {
+            "file" => file = Some(read_capped(field, st.cfg.max_file_bytes).await?),
+            "metadata" => {
+                let text = field.text().await.map_err(multipart_error)?;
+                let v: Value = serde_json::from_str(&text).map_err(|_| {
+                    ApiError::invalid("Invalid 'metadata': expected a JSON object.")
+                        .param("metadata")
+                })?;
+                metadata = Some(v);
+            }
+            _ => {}
+        }
+    }
+    let file = file.ok_or_else(|| ApiError::missing("file"))?;
+    let metadata = check_metadata(metadata)?;
+    let fate = Fate {
+        token_limit: st.faults.roll(Kind::TokenLimit),
+        expire: st.faults.roll(Kind::Expire),
+    };
+    let id = {
+        let mut store = st.lock();
+        store.seq += 1;
+        let seq = store.seq;
+        let id = st.ids.hex("job_", seq);
+        let job = Batch::new(
+            id.clone(),
+            seq,
+            Flavor::Generic,
+            String::new(),
+            Some(file),
+            metadata,
+            fate,
+        );
+        st.stats.created(true, job.metadata.as_ref());
+        store.batches.insert(id.clone(), job);
+        store.job_order.push(id.clone());
+        id
+    };
+    tracing::debug!(%id, "generic job created");
+    Ok(maybe_lose(
+        &st,
+        kill.map(|Extension(k)| k),
+        Json(json!({"id": id})).into_response(),
+    )
+    .await)
+}
+
+fn no_job(id: &str) -> ApiError {
+    ApiError::not_found(format!("No job found with id '{id}'."))
+}
+
+pub(crate) async fn status(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let base = base_from(&headers, &st);
+    st.with_batch(&id, |b, _| {
+        (b.flavor == Flavor::Generic).then(|| job_json(b, &base))
+    })
+    .flatten()
+    .map(Json)
+    .ok_or_else(|| no_job(&id))
+}
+
+pub(crate) async fn results(
+    State(st): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let res = st.with_batch(&id, |b, _| {
+        (b.flavor == Flavor::Generic).then(|| (b.results.clone(), generic_status(b)))
+    });
+    match res.flatten() {
+        None => Err(no_job(&id)),
+        Some((Some(bytes), _)) => {
+            Ok(([(CONTENT_TYPE, "application/x-ndjson")], bytes).into_response())
+        }
+        Some((None, status)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            format!("Results of job '{id}' are not available (status: {status})."),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct JobsQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub(crate) async fn jobs(
+    State(st): State<Shared>,
+    Query(q): Query<JobsQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = parse_limit(q.limit.as_deref(), 20, 100)?;
+    let now = Instant::now();
+    let mut guard = st.lock();
+    let store = &mut *guard;
+    let (ids, has_more) = page(store.job_order.iter().rev(), q.after.as_deref(), limit);
+    let mut env = st.env(&mut store.files, &mut store.seen);
+    let mut data: Vec<Value> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let Some(b) = store.batches.get_mut(id) else {
+            continue;
+        };
+        b.advance(now, &mut env);
+        data.push(json!({"id": b.id, "status": generic_status(b), "created_at": b.created_at, "metadata": b.metadata}));
+    }
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "first_id": ids.first(),
+        "last_id": ids.last(),
+        "has_more": has_more,
+    })))
+}

@@ -1,0 +1,205 @@
+//! Small helpers: a stable hash, ids, clocks, base64, a borrowing string.
+
+use std::borrow::Cow;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer};
+
+/// Stable 64-bit hash (FNV-1a + splitmix finalizer): the same on every build,
+/// so fake outputs and fault decisions never change between Rust versions.
+pub(crate) fn h64(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // separator so ("ab","c") != ("a","bc")
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// splitmix64 finalizer; a bijection on u64.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Maps a hash to [0, 1).
+pub(crate) fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Unique ids: the high half is a bijection of the sequence number, so two
+/// ids of one server never collide; the nonce makes them differ per process.
+pub(crate) struct IdGen {
+    nonce: u64,
+}
+
+impl IdGen {
+    pub(crate) fn new(nonce: u64) -> Self {
+        IdGen { nonce }
+    }
+
+    fn pair(&self, seq: u64, salt: &str) -> (u64, u64) {
+        let hi = mix(seq ^ self.nonce);
+        let lo = h64(&[
+            &self.nonce.to_le_bytes(),
+            &seq.to_le_bytes(),
+            salt.as_bytes(),
+        ]);
+        (hi, lo)
+    }
+
+    /// `batch_` + 32 hex digits, like the real ones.
+    pub(crate) fn hex(&self, prefix: &str, seq: u64) -> String {
+        let (hi, lo) = self.pair(seq, prefix);
+        format!("{prefix}{hi:016x}{lo:016x}")
+    }
+
+    /// `file-` + 22 base62 characters, like the real ones.
+    pub(crate) fn base62(&self, prefix: &str, seq: u64) -> String {
+        let (hi, lo) = self.pair(seq, prefix);
+        let mut n = (u128::from(hi) << 64) | u128::from(lo);
+        const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut out = [b'0'; 22];
+        for slot in out.iter_mut().rev() {
+            *slot = DIGITS[(n % 62) as usize];
+            n /= 62;
+        }
+        let mut s = String::with_capacity(prefix.len() + 22);
+        s.push_str(prefix);
+        s.push_str(std::str::from_utf8(&out).expect("ascii"));
+        s
+    }
+}
+
+/// Wall clock as Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A monotonic instant paired with its wall-clock time, to turn later
+/// instants into Unix timestamps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    pub(crate) at: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    pub(crate) fn now() -> Self {
+        Clock {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    pub(crate) fn unix(&self, t: Instant) -> i64 {
+        let wall = self.wall + t.saturating_duration_since(self.at);
+        wall.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// Standard base64 with padding (for `encoding_format: "base64"` embeddings).
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// A JSON string that borrows from the input unless it holds escapes.
+/// (serde's own `Cow<str>` always allocates.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BStr<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = BStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl std::ops::Deref for BStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn ids_are_unique_and_shaped() {
+        let g = IdGen::new(42);
+        let a = g.base62("file-", 1);
+        assert_eq!(a.len(), 5 + 22);
+        assert_ne!(a, g.base62("file-", 2));
+        let b = g.hex("batch_", 1);
+        assert_eq!(b.len(), 6 + 32);
+        assert!(b[6..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn bstr_borrows_plain_and_owns_escaped() {
+        let s: BStr = serde_json::from_str(r#""plain""#).unwrap();
+        assert!(matches!(s.0, Cow::Borrowed("plain")));
+        let s: BStr = serde_json::from_str(r#""a\nb""#).unwrap();
+        assert_eq!(&*s, "a\nb");
+    }
+}
