@@ -4,13 +4,11 @@
 //! appending two fields, never by re-serializing the record.
 
 use std::collections::HashMap;
-use std::fs::File;
 
 use batch_api::wire::{parse_result_line, Outcome, Task, WireFormat};
 use batch_core::{parse_custom_id, Batch, Disposition, Position, ResultClass};
 
 use crate::record::{write_record_open, Fields};
-use crate::source;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
@@ -40,11 +38,19 @@ impl OutputShape {
     }
 }
 
+/// Reads a batch's records again from its source, by position: the file
+/// (byte range or offsets) or the Kafka partition (offset range).
+pub trait BatchRecords {
+    /// Visit `(position, key, value)` of every record in the batch's range
+    /// (or of its members, for a retry batch), in order. Blank lines are
+    /// skipped; unusable records are visited (callers skip them).
+    fn visit(&mut self, batch: &Batch, f: &mut dyn FnMut(Position, Option<&[u8]>, &[u8])) -> anyhow::Result<()>;
+}
+
 pub struct JoinInput<'a> {
     pub batch: &'a Batch,
     pub final_generation: bool,
     pub results: &'a [Vec<u8>],
-    pub source: &'a File,
     pub fields: &'a Fields<'a>,
     pub format: WireFormat,
     pub task: Task,
@@ -56,7 +62,12 @@ enum Fate<'r> {
     Error { code: &'r str, message: &'r str },
 }
 
-pub fn join(input: &JoinInput<'_>, out: &mut Vec<u8>) -> anyhow::Result<Joined> {
+/// Join and hand each output line (with the record's key, if any) to `emit`.
+pub fn join(
+    input: &JoinInput<'_>,
+    records: &mut dyn BatchRecords,
+    emit: &mut dyn FnMut(Option<&[u8]>, &[u8]),
+) -> anyhow::Result<Joined> {
     let batch = input.batch;
     let mut counts = Counts::default();
     let mut by_position: HashMap<Position, Outcome<'_>> =
@@ -96,7 +107,9 @@ pub fn join(input: &JoinInput<'_>, out: &mut Vec<u8>) -> anyhow::Result<Joined> 
     head.extend_from_slice(format!(r#","retries":{},"custom_id":""#, batch.generation).as_bytes());
 
     let mut retry = Vec::new();
-    let mut one = |pos: Position, line: &[u8], out: &mut Vec<u8>| {
+    let mut out = Vec::with_capacity(1024);
+    let mut one = |pos: Position, key: Option<&[u8]>, line: &[u8]| {
+        out.clear();
         let (class, fate) = match (&batch.failure, by_position.get(&pos)) {
             (Some(f), _) => (
                 ResultClass::Permanent,
@@ -134,7 +147,7 @@ pub fn join(input: &JoinInput<'_>, out: &mut Vec<u8>) -> anyhow::Result<Joined> 
         match class.disposition(input.final_generation) {
             Disposition::Retry => retry.push(pos),
             Disposition::EmitOk | Disposition::EmitError => {
-                if !write_record_open(out, line) {
+                if !write_record_open(&mut out, line) {
                     return;
                 }
                 out.extend_from_slice(&input.shape.prediction_key);
@@ -154,34 +167,23 @@ pub fn join(input: &JoinInput<'_>, out: &mut Vec<u8>) -> anyhow::Result<Joined> 
                     Fate::Ok(_) => out.extend_from_slice(br#","status":"ok","error":null}}"#),
                     Fate::Error { code, message } => {
                         out.extend_from_slice(br#","status":"error","error":{"code":"#);
-                        let _ = serde_json::to_writer(&mut *out, code);
+                        let _ = serde_json::to_writer(&mut out, code);
                         out.extend_from_slice(br#","message":"#);
-                        let _ = serde_json::to_writer(&mut *out, message);
+                        let _ = serde_json::to_writer(&mut out, message);
                         out.extend_from_slice(b"}}}");
                     }
                 }
                 out.push(b'\n');
+                emit(key, &out);
             }
         }
     };
-
-    match &batch.members {
-        None => {
-            let range = source::read_range(input.source, batch.first, batch.end)?;
-            for (pos, line) in source::lines(&range, batch.first) {
-                if line.trim_ascii().is_empty() || input.fields.parse(line).is_err() {
-                    continue; // dead letters went out when the batch was cut
-                }
-                one(pos, line, out);
-            }
+    let usable_only = batch.members.is_none();
+    records.visit(batch, &mut |pos, key, line| {
+        // Dead letters of a range went out when the batch was cut.
+        if !usable_only || input.fields.parse(line).is_ok() {
+            one(pos, key, line);
         }
-        Some(members) => {
-            let mut line = Vec::new();
-            for &pos in members {
-                source::read_line_at(input.source, pos, &mut line)?;
-                one(pos, &line, out);
-            }
-        }
-    }
+    })?;
     Ok(Joined { counts, retry })
 }

@@ -129,6 +129,36 @@ pub fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// A batch's records, read again from the input file.
+pub struct FileRecords<'a>(pub &'a File);
+
+impl crate::emit::BatchRecords for FileRecords<'_> {
+    fn visit(
+        &mut self,
+        batch: &batch_core::Batch,
+        f: &mut dyn FnMut(u64, Option<&[u8]>, &[u8]),
+    ) -> anyhow::Result<()> {
+        match &batch.members {
+            None => {
+                let range = read_range(self.0, batch.first, batch.end)?;
+                for (pos, line) in lines(&range, batch.first) {
+                    if !line.trim_ascii().is_empty() {
+                        f(pos, None, line);
+                    }
+                }
+            }
+            Some(members) => {
+                let mut line = Vec::new();
+                for &pos in members {
+                    read_line_at(self.0, pos, &mut line)?;
+                    f(pos, None, &line);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Read `[first, end)` of the source.
 pub fn read_range(file: &File, first: u64, end: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; (end - first) as usize];

@@ -2,6 +2,7 @@
 //! source, writes batch files, runs provider calls on the async runtime,
 //! joins results and commits — always in the order the core's actions say.
 
+mod batch_file;
 mod calls;
 mod progress;
 
@@ -510,55 +511,9 @@ impl Shell<'_> {
         Ok(())
     }
 
-    /// The batch's request file, rebuilt from the source if it is gone
-    /// (crash before it was sealed, or a retry batch).
     fn ensure_requests(&mut self, batch: &Batch) -> anyhow::Result<PathBuf> {
-        let path = self.local.requests(batch.id);
-        if path.exists() {
-            return Ok(path);
-        }
-        let tmp = path.with_extension("part");
-        let mut w = LocalDir::create(&tmp)?;
-        let mut custom_id = String::new();
-        let mut written = 0u32;
-        let mut line_buf = Vec::new();
-        let mut out = Vec::new();
-        let mut write = |pos: u64, line: &[u8], written: &mut u32| -> std::io::Result<()> {
-            if let Ok(u) = self.fields.parse(line) {
-                write_custom_id(&mut custom_id, batch.lane, pos);
-                out.clear();
-                self.template
-                    .write_line(&mut out, &custom_id, u.input.get().as_bytes());
-                w.write_all(&out)?;
-                *written += 1;
-            }
-            Ok(())
-        };
-        match &batch.members {
-            None => {
-                let range = source::read_range(&self.source_file, batch.first, batch.end)?;
-                for (pos, line) in source::lines(&range, batch.first) {
-                    if !line.trim_ascii().is_empty() {
-                        write(pos, line, &mut written)?;
-                    }
-                }
-            }
-            Some(members) => {
-                for &pos in members {
-                    source::read_line_at(&self.source_file, pos, &mut line_buf)?;
-                    write(pos, &line_buf, &mut written)?;
-                }
-            }
-        }
-        if written != batch.records {
-            bail!(
-                "batch {} should hold {} records but the source now gives {written}: source.path changed under the pipeline",
-                batch.number,
-                batch.records
-            );
-        }
-        self.local.seal(w, &tmp, &path)?;
-        Ok(path)
+        let mut records = source::FileRecords(&self.source_file);
+        batch_file::ensure_requests(&self.local, &self.template, &self.fields, batch, &mut records)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -574,18 +529,19 @@ impl Shell<'_> {
     ) -> anyhow::Result<()> {
         let results: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
         self.out_buf.clear();
+        let out_buf = &mut self.out_buf;
         let joined = emit::join(
             &JoinInput {
                 batch,
                 final_generation,
                 results: &results,
-                source: &self.source_file,
                 fields: &self.fields,
                 format: self.format,
                 task: self.task,
                 shape: &self.shape,
             },
-            &mut self.out_buf,
+            &mut source::FileRecords(&self.source_file),
+            &mut |_key, line| out_buf.extend_from_slice(line),
         )?;
         if joined.counts.malformed_results > 0 {
             tracing::warn!(batch = %batch.number, lines = joined.counts.malformed_results, "result lines that could not be read; their records are retried");
