@@ -57,9 +57,12 @@ impl CallCounts {
 pub struct Caller {
     pub api: Arc<dyn BatchApi>,
     pub rt: Handle,
-    pub tx: Sender<Msg>,
+    pub tx: Sender<(u64, Msg)>,
     pub counts: Arc<CallCounts>,
     pub pipeline: String,
+    /// Answers carry the epoch they were asked in; a shell that rebuilt its
+    /// core (Kafka rebalance) drops answers of older epochs.
+    pub epoch: u64,
 }
 
 fn note<T>(counts: &CallCounts, call: &'static str, r: &Result<T, ApiError>) {
@@ -86,8 +89,9 @@ impl Caller {
         F: std::future::Future<Output = Msg> + Send + 'static,
     {
         let tx = self.tx.clone();
+        let epoch = self.epoch;
         self.rt.spawn(async move {
-            let _ = tx.send(fut.await);
+            let _ = tx.send((epoch, fut.await));
         });
     }
 
@@ -195,6 +199,9 @@ impl Caller {
 
     /// Delete provider files of an emitted batch (best effort).
     pub fn delete_files(&self, files: Vec<String>) {
+        if files.is_empty() {
+            return;
+        }
         let c = self.clone();
         self.rt.spawn(async move {
             for f in files {

@@ -4,7 +4,10 @@
 
 mod batch_file;
 mod calls;
+mod kafka;
 mod progress;
+
+pub use kafka::run_kafka;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -166,6 +169,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         tx,
         counts: Arc::new(CallCounts::default()),
         pipeline: cfg.name.clone(),
+        epoch: 0,
     };
     let lanes = [LaneStart { lane: LANE, watermark, next_seq: seq_of(snapshot.next_id) }];
     let mut core = Core::restore(core_config(cfg, limits), &lanes, snapshot.open_batches, now_ms());
@@ -246,7 +250,7 @@ impl Shell<'_> {
         &mut self,
         core: &mut Core,
         source: &mut FileSource,
-        rx: &Receiver<Msg>,
+        rx: &Receiver<(u64, Msg)>,
         opts: &Options,
     ) -> anyhow::Result<Summary> {
         let mut actions = Vec::new();
@@ -264,7 +268,7 @@ impl Shell<'_> {
                 );
                 break;
             }
-            while let Ok(msg) = rx.try_recv() {
+            while let Ok((_, msg)) = rx.try_recv() {
                 self.on_msg(core, msg, &mut actions)?;
             }
             let mut read = 0;
@@ -336,7 +340,7 @@ impl Shell<'_> {
                     })
                     .min(Duration::from_millis(200));
                 match rx.recv_timeout(wait) {
-                    Ok(msg) => self.on_msg(core, msg, &mut actions)?,
+                    Ok((_, msg)) => self.on_msg(core, msg, &mut actions)?,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => bail!("provider call channel closed"),
                 }
@@ -428,17 +432,7 @@ impl Shell<'_> {
                 retry_id,
                 retry_number,
             } => {
-                let mut targets = Vec::new();
-                if batch.failure.is_none() {
-                    for (file, which) in [
-                        (&batch.output_file, "output"),
-                        (&batch.error_file, "errors"),
-                    ] {
-                        if let Some(f) = file.as_ref().filter(|f| !f.is_empty()) {
-                            targets.push((f.clone(), self.local.results(batch.id, which)));
-                        }
-                    }
-                }
+                let targets = result_targets(&self.local, &batch);
                 if targets.is_empty() {
                     self.emit(
                         core,
@@ -457,14 +451,7 @@ impl Shell<'_> {
             Action::Cleanup(batch) => {
                 self.local.remove_batch(batch.id);
                 if self.cfg.batch.cleanup_remote {
-                    let files: Vec<String> = [batch.file_id, batch.output_file, batch.error_file]
-                        .into_iter()
-                        .flatten()
-                        .filter(|f| !f.is_empty() && !f.contains("://"))
-                        .collect();
-                    if !files.is_empty() {
-                        self.caller.delete_files(files);
-                    }
+                    self.caller.delete_files(remote_files(batch));
                 }
             }
             Action::Warn(msg) => tracing::warn!("{msg}"),
@@ -543,55 +530,15 @@ impl Shell<'_> {
             &mut source::FileRecords(&self.source_file),
             &mut |_key, line| out_buf.extend_from_slice(line),
         )?;
-        if joined.counts.malformed_results > 0 {
-            tracing::warn!(batch = %batch.number, lines = joined.counts.malformed_results, "result lines that could not be read; their records are retried");
-        }
         self.output.append(&self.out_buf)?;
         self.output.sync()?;
         let now = now_ms();
-        let retry = (!joined.retry.is_empty()).then(|| Batch {
-            id: retry_id,
-            number: retry_number,
-            records: joined.retry.len() as u32,
-            members: Some(joined.retry.clone()),
-            generation: batch.generation + 1,
-            attempt: 0,
-            phase: Phase::Planned,
-            planned_at: now,
-            submitted_at: None,
-            file_id: None,
-            remote_id: None,
-            remote_state: None,
-            output_file: None,
-            error_file: None,
-            failure: None,
-            ..batch.clone()
-        });
+        let retry = retry_batch(batch, &joined.retry, retry_id, retry_number, now);
         let out_len = self.output.len();
         crate::failpoint::hit("before-emit-commit");
         self.store
             .commit_emit(batch, now, &[("output", out_len)], retry.as_ref())?;
-        let c = joined.counts;
-        self.summary.ok += c.ok;
-        self.summary.errors += c.errors;
-        self.summary.tokens += c.tokens;
-        self.summary.retried += joined.retry.len() as u64;
-        self.summary.batches_emitted += 1;
-        metrics::counter!("records_out_total", "status" => "ok").increment(c.ok);
-        metrics::counter!("records_out_total", "status" => "error").increment(c.errors);
-        metrics::counter!("tokens_total").increment(c.tokens);
-        metrics::histogram!("batch_records_per_job").record(f64::from(batch.records));
-        if batch.remote_state == Some(RemoteState::Completed) && batch.failure.is_none() {
-            metrics::counter!("batch_jobs_completed_total").increment(1);
-        } else {
-            metrics::counter!("batch_jobs_failed_total").increment(1);
-        }
-        if let Some(at) = batch.submitted_at {
-            metrics::histogram!("batch_job_latency_ms").record(now.saturating_sub(at) as f64);
-        }
-        if !joined.retry.is_empty() {
-            tracing::info!(batch = %batch.number, records = joined.retry.len(), "retrying failed requests in a new batch");
-        }
+        note_emission(&mut self.summary, batch, &joined, now);
         core.handle(
             Event::Emitted {
                 id: batch.id,
@@ -621,6 +568,78 @@ impl Shell<'_> {
             }
         }
     }
+}
+
+/// The batch that retries an emitted batch's retriable failures.
+pub(crate) fn retry_batch(batch: &Batch, retry: &[u64], retry_id: u64, retry_number: String, now: Millis) -> Option<Batch> {
+    (!retry.is_empty()).then(|| Batch {
+        id: retry_id,
+        number: retry_number,
+        records: retry.len() as u32,
+        members: Some(retry.to_vec()),
+        generation: batch.generation + 1,
+        attempt: 0,
+        phase: Phase::Planned,
+        planned_at: now,
+        submitted_at: None,
+        file_id: None,
+        remote_id: None,
+        remote_state: None,
+        output_file: None,
+        error_file: None,
+        failure: None,
+        ..batch.clone()
+    })
+}
+
+/// Counters and metrics of one committed emission.
+pub(crate) fn note_emission(summary: &mut Summary, batch: &Batch, joined: &emit::Joined, now: Millis) {
+    let c = joined.counts;
+    summary.ok += c.ok;
+    summary.errors += c.errors;
+    summary.tokens += c.tokens;
+    summary.retried += joined.retry.len() as u64;
+    summary.batches_emitted += 1;
+    metrics::counter!("records_out_total", "status" => "ok").increment(c.ok);
+    metrics::counter!("records_out_total", "status" => "error").increment(c.errors);
+    metrics::counter!("tokens_total").increment(c.tokens);
+    metrics::histogram!("batch_records_per_job").record(f64::from(batch.records));
+    if batch.remote_state == Some(RemoteState::Completed) && batch.failure.is_none() {
+        metrics::counter!("batch_jobs_completed_total").increment(1);
+    } else {
+        metrics::counter!("batch_jobs_failed_total").increment(1);
+    }
+    if let Some(at) = batch.submitted_at {
+        metrics::histogram!("batch_job_latency_ms").record(now.saturating_sub(at) as f64);
+    }
+    if c.malformed_results > 0 {
+        tracing::warn!(batch = %batch.number, lines = c.malformed_results, "result lines that could not be read; their records are retried");
+    }
+    if !joined.retry.is_empty() {
+        tracing::info!(batch = %batch.number, records = joined.retry.len(), "retrying failed requests in a new batch");
+    }
+}
+
+/// Download targets of a finished batch (none when it failed as a whole).
+pub(crate) fn result_targets(local: &LocalDir, batch: &Batch) -> Vec<(String, PathBuf)> {
+    let mut targets = Vec::new();
+    if batch.failure.is_none() {
+        for (file, which) in [(&batch.output_file, "output"), (&batch.error_file, "errors")] {
+            if let Some(f) = file.as_ref().filter(|f| !f.is_empty()) {
+                targets.push((f.clone(), local.results(batch.id, which)));
+            }
+        }
+    }
+    targets
+}
+
+/// Provider files of an emitted batch to delete (`ml.batch.cleanup.remote`).
+pub(crate) fn remote_files(batch: Batch) -> Vec<String> {
+    [batch.file_id, batch.output_file, batch.error_file]
+        .into_iter()
+        .flatten()
+        .filter(|f| !f.is_empty() && !f.contains("://"))
+        .collect()
 }
 
 fn write_dead_letter(out: &mut Vec<u8>, line_no: u64, pos: u64, raw: &[u8], reason: &str) {

@@ -1,0 +1,104 @@
+//! The state topic's records: per lane, `lane` → [`LaneRecord`], and
+//! `batch/{id}` → the batch (a tombstone once emitted). Compaction keeps the
+//! latest value per key, so a lane's state is the fold of its partition.
+
+use batch_core::{Batch, Phase};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneRecord {
+    /// Next input offset to consume: every record before it is in a durable
+    /// batch or went to the dead-letter topic.
+    pub watermark: i64,
+    pub next_seq: u64,
+}
+
+/// A state write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRecord {
+    pub partition: i32,
+    pub key: String,
+    /// `None` deletes the key (tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+impl StateRecord {
+    pub fn lane(partition: i32, lane: LaneRecord) -> Self {
+        Self { partition, key: "lane".into(), value: Some(serde_json::to_vec(&lane).expect("lane record")) }
+    }
+
+    pub fn batch(partition: i32, batch: &Batch) -> Self {
+        let key = format!("batch/{}", batch.id);
+        let value = (batch.phase != Phase::Emitted).then(|| serde_json::to_vec(batch).expect("batch record"));
+        Self { partition, key, value }
+    }
+}
+
+/// A lane's state, folded from its state partition.
+#[derive(Debug, Clone, Default)]
+pub struct LaneState {
+    pub lane: Option<LaneRecord>,
+    pub batches: std::collections::BTreeMap<u64, Batch>,
+}
+
+impl LaneState {
+    pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else { return };
+        if key == "lane" {
+            if let Some(l) = value.and_then(|v| serde_json::from_slice(v).ok()) {
+                self.lane = Some(l);
+            }
+        } else if let Some(id) = key.strip_prefix("batch/").and_then(|i| i.parse::<u64>().ok()) {
+            match value.and_then(|v| serde_json::from_slice::<Batch>(v).ok()) {
+                Some(b) => {
+                    self.batches.insert(id, b);
+                }
+                None => {
+                    self.batches.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_keeps_the_latest_and_drops_tombstones() {
+        let mut batch = Batch {
+            id: 7,
+            lane: 2,
+            number: "p-2-0-10".into(),
+            first: 0,
+            end: 10,
+            members: None,
+            generation: 0,
+            attempt: 0,
+            records: 10,
+            phase: Phase::Planned,
+            planned_at: 1,
+            submitted_at: None,
+            file_id: None,
+            remote_id: None,
+            remote_state: None,
+            output_file: None,
+            error_file: None,
+            failure: None,
+        };
+        let mut st = LaneState::default();
+        let rec = |r: StateRecord| (r.key.into_bytes(), r.value);
+        let (k, v) = rec(StateRecord::batch(2, &batch));
+        st.apply(Some(&k), v.as_deref());
+        let (k, v) = rec(StateRecord::lane(2, LaneRecord { watermark: 10, next_seq: 8 }));
+        st.apply(Some(&k), v.as_deref());
+        assert_eq!(st.batches.get(&7), Some(&batch));
+        batch.phase = Phase::Emitted;
+        let (k, v) = rec(StateRecord::batch(2, &batch));
+        assert!(v.is_none());
+        st.apply(Some(&k), v.as_deref());
+        assert!(st.batches.is_empty());
+        assert_eq!(st.lane, Some(LaneRecord { watermark: 10, next_seq: 8 }));
+    }
+}

@@ -1,0 +1,140 @@
+//! Kafka mode against a real broker (KRaft, started by scripts/kafka):
+//! exactly-once with transactions, instances killed, rebalances, broker
+//! restarts, dead letters.
+
+mod common;
+mod kafka_common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::bin;
+use kafka_common::*;
+use mock_server::{MockConfig, MockServer};
+
+fn mock_cfg(faults: bool) -> MockConfig {
+    let mut cfg = MockConfig::default();
+    cfg.port = 0;
+    cfg.validating = Duration::from_millis(20);
+    cfg.in_progress = Duration::from_millis(100);
+    cfg.finalizing = Duration::from_millis(20);
+    cfg.retry_after = Duration::from_millis(20);
+    if faults {
+        let f = &mut cfg.faults;
+        f.rate_limit_fraction = 0.05;
+        f.lost_response_fraction = 0.2;
+        f.token_limit_fraction = 0.1;
+        f.expire_fraction = 0.1;
+        f.request_4xx_fraction = 0.02;
+        f.request_5xx_fraction = 0.05;
+    }
+    cfg
+}
+
+fn records(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("k{i}"), serde_json::json!({"id": i, "text": format!("review {i}: fine phone, {} stars", i % 5)}).to_string()))
+        .collect()
+}
+
+fn spawn(config: &std::path::Path, until_idle: bool) -> Child {
+    let mut cmd = Command::new(bin());
+    cmd.arg("run").arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
+    if until_idle {
+        cmd.arg("--until-idle");
+    }
+    cmd.env("MLPREDICT_LOG", "info");
+    cmd.spawn().unwrap()
+}
+
+fn wait_ok(child: Child, what: &str) {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Every input id exactly once, ok with the mock's answer or an error.
+fn check(bootstrap: &str, topic: &str, n: usize) -> (usize, usize) {
+    let out = read_all(bootstrap, topic, 3);
+    let mut seen = BTreeMap::new();
+    let (mut ok, mut err) = (0, 0);
+    for (key, value) in &out {
+        let v: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|e| panic!("bad output {value}: {e}"));
+        let id = v["id"].as_u64().unwrap();
+        assert_eq!(key.as_deref(), Some(format!("k{id}").as_str()), "output key = input key");
+        assert!(seen.insert(id, ()).is_none(), "record {id} emitted twice");
+        match v["ml_predict"]["status"].as_str() {
+            Some("ok") => {
+                ok += 1;
+                let text = v["text"].as_str().unwrap();
+                assert_eq!(v["prediction"].as_str(), Some(mock_server::fake::chat_reply("gpt-4o-mini", text).as_str()));
+            }
+            _ => err += 1,
+        }
+    }
+    let missing: Vec<_> = (0..n as u64).filter(|i| !seen.contains_key(i)).take(5).collect();
+    assert!(missing.is_empty(), "never emitted: {missing:?} ({} of {n} seen)", seen.len());
+    (ok, err)
+}
+
+fn no_double_pay(server: &MockServer) {
+    let stats = server.stats();
+    assert_eq!(stats.duplicate_answers, 0, "answered twice: {:?}", stats.duplicate_answer_keys);
+    assert!(stats.duplicate_creates.is_empty(), "created twice: {:?}", stats.duplicate_creates);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_one_killed_stay_exactly_once() {
+    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
+    let server = MockServer::start(mock_cfg(true)).await.unwrap();
+    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
+    create_topic(&bootstrap, &input, 3).await;
+    let n = 10_000;
+    let (b, i) = (bootstrap.clone(), input.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n))).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = kafka_config(dir.path(), &bootstrap, &server.base_url(), &input, &output, &group, "max.inflight = 8\nmax.retries = 5\n");
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let a = spawn(&c, true);
+        let mut b = spawn(&c, true);
+        std::thread::sleep(Duration::from_millis(4000));
+        b.kill().unwrap(); // SIGKILL mid-run
+        b.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let b2 = spawn(&c, true);
+        wait_ok(a, "instance a");
+        wait_ok(b2, "restarted instance b");
+    })
+    .await
+    .unwrap();
+    let (ok, err) = check(&bootstrap, &output, n);
+    assert_eq!(ok + err, n);
+    assert!(err < n / 10, "{err} errors");
+    no_double_pay(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_go_to_the_dlq_topic() {
+    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
+    let server = MockServer::start(mock_cfg(false)).await.unwrap();
+    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
+    create_topic(&bootstrap, &input, 3).await;
+    let mut recs = records(300);
+    recs.push(("bad1".into(), "not json".into()));
+    recs.push(("bad2".into(), r#"{"id": 1, "text": 5}"#.into()));
+    let (b, i) = (bootstrap.clone(), input.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &i, &recs)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = kafka_config(dir.path(), &bootstrap, &server.base_url(), &input, &output, &group, "");
+    tokio::task::spawn_blocking(move || wait_ok(spawn(&config, true), "run")).await.unwrap();
+    check(&bootstrap, &output, 300);
+    let dlq = read_all(&bootstrap, &format!("{output}-dlq"), 3);
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    for (key, value) in &dlq {
+        let v: serde_json::Value = serde_json::from_str(value).unwrap();
+        assert!(key.as_deref().is_some_and(|k| k.starts_with("bad")));
+        assert!(v["error"].is_string() && v["raw"].is_string() && v["offset"].is_u64(), "{v}");
+    }
+    no_double_pay(&server);
+}
