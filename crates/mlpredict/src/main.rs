@@ -11,6 +11,7 @@ mod runtime;
 mod sink;
 mod source;
 mod status;
+mod sync_mode;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -44,6 +45,11 @@ enum Command {
         /// provider (by default they are resumed at the next start).
         #[arg(long)]
         cancel_inflight: bool,
+        /// Kafka sources: stop once every assigned partition is processed up
+        /// to the end it had when it was assigned (tests, backfills). File
+        /// sources always stop at the end of the file.
+        #[arg(long)]
+        until_idle: bool,
     },
     /// Show a pipeline's batches from its state database.
     Status {
@@ -101,6 +107,7 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
             config,
             define,
             cancel_inflight,
+            until_idle,
         } => {
             let cfg = pipeline_config::load(&config, &define)
                 .with_context(|| format!("in {}", config.display()))?;
@@ -112,9 +119,19 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                 progress: std::io::stderr().is_terminal(),
             };
             if !cfg.batch.enabled {
-                anyhow::bail!("ml.batch.enabled = false (synchronous mode) is not available in this build yet");
+                let summary =
+                    sync_mode::run(&cfg, &rt, opts.shutdown.clone(), opts.progress)?;
+                sync_mode::print_summary(&summary);
+                return Ok(std::process::ExitCode::SUCCESS);
             }
-            let summary = runtime::run_batch(&cfg, rt.handle().clone(), opts)?;
+            let summary = match &cfg.source {
+                pipeline_config::SourceConfig::Kafka(_) => {
+                    runtime::run_kafka(&cfg, rt.handle().clone(), opts, until_idle)?
+                }
+                pipeline_config::SourceConfig::File { .. } => {
+                    runtime::run_batch(&cfg, rt.handle().clone(), opts)?
+                }
+            };
             quickstart::print_summary(&summary);
             Ok(std::process::ExitCode::SUCCESS)
         }

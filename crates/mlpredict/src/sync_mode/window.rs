@@ -1,0 +1,272 @@
+//! The records between the committed watermark and the reading position,
+//! and what may be emitted when (no IO here, so it is unit-tested alone).
+//!
+//! - ORDERED: a record's output waits until every record before it is
+//!   emitted; the watermark is the end of the last emitted record.
+//! - ALLOW_UNORDERED: output is emitted as answers arrive. The watermark is
+//!   still contiguous; the records emitted beyond it (`ahead`) are part of
+//!   the durable state, committed with the watermark and the sink lengths in
+//!   one transaction, so that a restart skips them instead of sending them
+//!   again.
+//!
+//! Dead letters are records too: in ORDERED mode they are written in input
+//! order, in ALLOW_UNORDERED mode at once.
+
+use std::collections::{BTreeSet, VecDeque};
+
+/// What became of a line when it was read.
+pub enum Kind {
+    /// Blank line: nothing to emit, not a record.
+    Blank,
+    /// Emitted before a restart (it was in the committed `ahead` set).
+    Skip,
+    /// Unusable: this dead-letter line goes to the DLQ.
+    Dead(Vec<u8>),
+    /// A request was sent; its output comes with [`Window::complete`].
+    Request,
+}
+
+enum Slot {
+    Pending,
+    /// Output line waiting for its turn (ORDERED).
+    Ready(Vec<u8>),
+    /// Dead-letter line waiting for its turn (ORDERED).
+    Dead(Vec<u8>),
+    /// Emitted, or nothing to emit.
+    Done,
+}
+
+struct Entry {
+    pos: u64,
+    next: u64,
+    record: bool,
+    slot: Slot,
+}
+
+/// Bytes emitted since the last commit, for the output and the DLQ.
+#[derive(Default)]
+pub struct Emitted {
+    pub out: Vec<u8>,
+    pub dlq: Vec<u8>,
+}
+
+impl Emitted {
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty() && self.dlq.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.out.len() + self.dlq.len()
+    }
+}
+
+pub struct Window {
+    ordered: bool,
+    entries: VecDeque<Entry>,
+    /// Sequence number of `entries[0]`.
+    base: u64,
+    watermark: u64,
+    /// Records (not blank lines) in the window.
+    records: usize,
+    /// Positions of records emitted beyond the watermark.
+    ahead: BTreeSet<u64>,
+}
+
+impl Window {
+    pub fn new(ordered: bool, watermark: u64) -> Self {
+        Self {
+            ordered,
+            entries: VecDeque::new(),
+            base: 0,
+            watermark,
+            records: 0,
+            ahead: BTreeSet::new(),
+        }
+    }
+
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    #[cfg(test)]
+    pub fn ahead(&self) -> &BTreeSet<u64> {
+        &self.ahead
+    }
+
+    /// Add the line `[pos, next)`; returns its sequence number.
+    pub fn push(&mut self, pos: u64, next: u64, kind: Kind, em: &mut Emitted) -> u64 {
+        debug_assert!(pos >= self.watermark);
+        let seq = self.base + self.entries.len() as u64;
+        let (record, slot) = match kind {
+            Kind::Blank => (false, Slot::Done),
+            Kind::Skip => {
+                self.ahead.insert(pos);
+                (true, Slot::Done)
+            }
+            Kind::Dead(line) if self.ordered => (true, Slot::Dead(line)),
+            Kind::Dead(line) => {
+                em.dlq.extend_from_slice(&line);
+                self.ahead.insert(pos);
+                (true, Slot::Done)
+            }
+            Kind::Request => (true, Slot::Pending),
+        };
+        self.records += usize::from(record);
+        self.entries.push_back(Entry {
+            pos,
+            next,
+            record,
+            slot,
+        });
+        self.retire(em);
+        seq
+    }
+
+    /// The answer for `seq` (an output line); emitted now or in its turn.
+    pub fn complete(&mut self, seq: u64, line: Vec<u8>, em: &mut Emitted) {
+        let idx = seq
+            .checked_sub(self.base)
+            .expect("answer for a retired record") as usize;
+        let e = &mut self.entries[idx];
+        debug_assert!(matches!(e.slot, Slot::Pending));
+        if self.ordered {
+            e.slot = Slot::Ready(line);
+        } else {
+            em.out.extend_from_slice(&line);
+            self.ahead.insert(e.pos);
+            e.slot = Slot::Done;
+        }
+        self.retire(em);
+    }
+
+    /// Move the watermark over the finished records at the head.
+    fn retire(&mut self, em: &mut Emitted) {
+        while let Some(head) = self.entries.front() {
+            if matches!(head.slot, Slot::Pending) {
+                break;
+            }
+            let head = self.entries.pop_front().expect("front exists");
+            match head.slot {
+                Slot::Ready(line) => em.out.extend_from_slice(&line),
+                Slot::Dead(line) => em.dlq.extend_from_slice(&line),
+                Slot::Done | Slot::Pending => {}
+            }
+            if head.record {
+                self.records -= 1;
+                self.ahead.remove(&head.pos);
+            }
+            self.watermark = head.next;
+            self.base += 1;
+        }
+    }
+
+    /// The `ahead` set as stored in `meta`: `{watermark}:{pos},{pos},...`.
+    pub fn ahead_meta(&self) -> String {
+        encode_ahead(self.watermark, &self.ahead)
+    }
+}
+
+pub fn encode_ahead(watermark: u64, ahead: &BTreeSet<u64>) -> String {
+    use std::fmt::Write;
+    let mut s = format!("{watermark}:");
+    for (i, p) in ahead.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{p}");
+    }
+    s
+}
+
+/// Read a stored `ahead` set. It is only valid with the watermark it was
+/// committed with: `Ok(None)` when the watermark moved since (another mode
+/// ran the pipeline) and the set no longer applies.
+pub fn decode_ahead(meta: &str, watermark: u64) -> Result<Option<BTreeSet<u64>>, String> {
+    let bad = || format!("malformed sync.ahead value {meta:?} in the state database");
+    let (w, list) = meta.split_once(':').ok_or_else(bad)?;
+    let w: u64 = w.parse().map_err(|_| bad())?;
+    if w != watermark {
+        return Ok(None);
+    }
+    if list.is_empty() {
+        return Ok(Some(BTreeSet::new()));
+    }
+    let set = list
+        .split(',')
+        .map(|p| p.parse::<u64>())
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|_| bad())?;
+    if set.iter().any(|&p| p < watermark) {
+        return Err(bad());
+    }
+    Ok(Some(set))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(em: &mut Emitted) -> (String, String) {
+        let out = String::from_utf8(std::mem::take(&mut em.out)).unwrap();
+        let dlq = String::from_utf8(std::mem::take(&mut em.dlq)).unwrap();
+        (out, dlq)
+    }
+
+    #[test]
+    fn ordered_emits_in_input_order() {
+        let mut w = Window::new(true, 0);
+        let mut em = Emitted::default();
+        let a = w.push(0, 10, Kind::Request, &mut em);
+        w.push(10, 11, Kind::Blank, &mut em);
+        let b = w.push(11, 20, Kind::Request, &mut em);
+        w.push(20, 30, Kind::Dead(b"D\n".to_vec()), &mut em);
+        assert_eq!(w.records(), 3);
+        w.complete(b, b"B\n".to_vec(), &mut em);
+        assert!(em.is_empty());
+        assert_eq!(w.watermark(), 0);
+        w.complete(a, b"A\n".to_vec(), &mut em);
+        assert_eq!(s(&mut em), ("A\nB\n".into(), "D\n".into()));
+        assert_eq!(w.watermark(), 30);
+        assert!(w.is_empty() && w.ahead().is_empty() && w.records() == 0);
+    }
+
+    #[test]
+    fn unordered_emits_at_once_and_tracks_what_is_ahead() {
+        let mut w = Window::new(false, 100);
+        let mut em = Emitted::default();
+        let a = w.push(100, 110, Kind::Request, &mut em);
+        let b = w.push(110, 120, Kind::Request, &mut em);
+        w.push(120, 130, Kind::Dead(b"D\n".to_vec()), &mut em);
+        w.push(130, 140, Kind::Skip, &mut em);
+        let c = w.push(140, 150, Kind::Request, &mut em);
+        w.complete(c, b"C\n".to_vec(), &mut em);
+        w.complete(b, b"B\n".to_vec(), &mut em);
+        assert_eq!(s(&mut em), ("C\nB\n".into(), "D\n".into()));
+        assert_eq!(w.watermark(), 100);
+        assert_eq!(w.ahead_meta(), "100:110,120,130,140");
+        w.complete(a, b"A\n".to_vec(), &mut em);
+        assert_eq!(s(&mut em), ("A\n".into(), String::new()));
+        assert_eq!(w.watermark(), 150);
+        assert_eq!(w.ahead_meta(), "150:");
+    }
+
+    #[test]
+    fn ahead_round_trips_and_is_tied_to_its_watermark() {
+        let set: BTreeSet<u64> = [7, 9, 12].into();
+        let m = encode_ahead(5, &set);
+        assert_eq!(decode_ahead(&m, 5), Ok(Some(set)));
+        assert_eq!(decode_ahead(&m, 6), Ok(None));
+        assert_eq!(decode_ahead("5:", 5), Ok(Some(BTreeSet::new())));
+        assert!(decode_ahead("5:3", 5).is_err());
+        assert!(decode_ahead("x", 5).is_err());
+    }
+}
