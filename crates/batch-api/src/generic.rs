@@ -309,6 +309,17 @@ impl BatchApi for GenericClient {
         not_before: i64,
     ) -> Result<Option<RemoteBatch>, ApiError> {
         match crate::find_by_listing(self, meta, not_before).await {
+            // A listing entry may be sparse (no `results_url` or `error`):
+            // adopt the job as its status endpoint describes it, or a
+            // finished job would be emitted without its results.
+            Ok(Some(job)) => {
+                let mut full = self.get(&job.id).await?;
+                full.meta.get_or_insert_with(|| meta.clone());
+                if full.created_at.is_none() {
+                    full.created_at = job.created_at;
+                }
+                Ok(Some(full))
+            }
             Err(e) if e.is_not_found() || matches!(e.status, Some(405 | 501)) => {
                 if !self.warned_no_list.swap(true, Ordering::Relaxed) {
                     tracing::warn!(

@@ -212,14 +212,13 @@ impl Http {
         Ok(())
     }
 
-    /// A header sent with every request.
-    #[allow(dead_code)]
-    pub(crate) fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
-        self.extra.push((
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        ));
-        self
+    /// A header sent with every request (e.g. `anthropic-version`).
+    pub(crate) fn with_header(mut self, name: &'static str, value: &str) -> Result<Self, ApiError> {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            ApiError::permanent(format!("invalid value for the {name} header: {value:?}"))
+        })?;
+        self.extra.push((HeaderName::from_static(name), value));
+        Ok(self)
     }
 
     /// A request with auth and the total request timeout.
@@ -233,6 +232,16 @@ impl Http {
         if let Some((name, value)) = &self.auth {
             rb = rb.header(name.clone(), value.clone());
         }
+        for (name, value) in &self.extra {
+            rb = rb.header(name.clone(), value.clone());
+        }
+        rb
+    }
+
+    /// A request without the API key (to a URL on another host), with the
+    /// extra headers and only the idle (read) timeout.
+    pub(crate) fn req_anonymous(&self, method: Method, url: &str) -> RequestBuilder {
+        let mut rb = self.client.request(method, url);
         for (name, value) in &self.extra {
             rb = rb.header(name.clone(), value.clone());
         }
@@ -298,7 +307,19 @@ impl Http {
         dest: &Path,
         normalize: Option<crate::wire::JsonLinesNormalizer>,
     ) -> Result<u64, ApiError> {
-        let resp = self.send(what, self.req_untimed(Method::GET, url)).await?;
+        self.download_request(what, self.req_untimed(Method::GET, url), dest, normalize)
+            .await
+    }
+
+    /// [`download_once`](Self::download_once) with a prepared request.
+    pub(crate) async fn download_request(
+        &self,
+        what: &str,
+        rb: RequestBuilder,
+        dest: &Path,
+        normalize: Option<crate::wire::JsonLinesNormalizer>,
+    ) -> Result<u64, ApiError> {
+        let resp = self.send(what, rb).await?;
         let res = self.stream_to_file(what, resp, dest, normalize).await;
         if res.is_err() {
             // Leave no partial file that could pass for a result file.

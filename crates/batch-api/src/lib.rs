@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub mod anthropic;
 pub mod error;
 pub mod generic;
 pub mod http;
 pub mod openai;
 pub mod wire;
 
+pub use anthropic::AnthropicClient;
 pub use error::{ApiError, ErrorClass};
 pub use generic::GenericClient;
 pub use http::{ApiKey, RetryPolicy};
@@ -150,6 +152,19 @@ pub trait BatchApi: Send + Sync {
     ) -> Result<Option<RemoteBatch>, ApiError> {
         find_by_listing(self, meta, not_before).await
     }
+
+    /// [`find`](Self::find), told how many requests the batch file holds.
+    /// Providers whose batches carry no metadata (Anthropic) use the count
+    /// to rule out other batches; the default ignores it.
+    async fn find_with_count(
+        &self,
+        meta: &BatchMeta,
+        not_before: i64,
+        requests: u64,
+    ) -> Result<Option<RemoteBatch>, ApiError> {
+        let _ = requests;
+        self.find(meta, not_before).await
+    }
 }
 
 /// The default [`BatchApi::find`]: page through `list` newest-first until a
@@ -191,10 +206,10 @@ pub struct ClientTimeouts {
 pub enum ProviderKind {
     /// OpenAI and compatible servers (Groq, vLLM-style servers, the mock).
     OpenAi,
-    /// Azure OpenAI: OpenAI objects, its own URLs and `api-key` header.
-    /// Not implemented yet.
+    /// Azure OpenAI: OpenAI objects, its own URLs, `api-key` header and
+    /// `api-version` query (PROVIDERS.md §5).
     AzureOpenAi,
-    /// Anthropic Message Batches. Not implemented yet.
+    /// Anthropic Message Batches (PROVIDERS.md §6).
     Anthropic,
     /// The FLIP's example protocol (PROVIDERS.md §8).
     Generic,
@@ -202,19 +217,19 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// The shape of this provider's request and result lines. Azure uses
-    /// OpenAI lines; Anthropic will get its own format.
+    /// OpenAI lines. (An `Option` for providers without batch support.)
     pub fn wire_format(self) -> Option<wire::WireFormat> {
         match self {
             Self::OpenAi | Self::AzureOpenAi => Some(wire::WireFormat::OpenAi),
             Self::Generic => Some(wire::WireFormat::Generic),
-            Self::Anthropic => None,
+            Self::Anthropic => Some(wire::WireFormat::Anthropic),
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
-            Self::AzureOpenAi => "azure",
+            Self::AzureOpenAi => "azure-openai",
             Self::Anthropic => "anthropic",
             Self::Generic => "generic",
         }
@@ -231,7 +246,7 @@ impl std::str::FromStr for ProviderKind {
             "anthropic" => Ok(Self::Anthropic),
             "generic" | "flip" => Ok(Self::Generic),
             other => Err(format!(
-                "unknown provider {other:?} (openai, azure, anthropic, generic)"
+                "unknown provider {other:?} (openai, azure-openai, anthropic, generic)"
             )),
         }
     }
@@ -247,15 +262,22 @@ impl std::fmt::Display for ProviderKind {
 #[derive(Clone)]
 pub struct ConnectOptions {
     /// `ml.batch.api.endpoint`: the OpenAI base URL
-    /// (`https://api.openai.com/v1`) or the generic submit URL
-    /// (`…/ml/api/batch_predict`).
+    /// (`https://api.openai.com/v1`), the Azure one
+    /// (`https://{resource}.openai.azure.com/openai` or `…/openai/v1`), the
+    /// Anthropic one (`https://api.anthropic.com/v1`) or the generic submit
+    /// URL (`…/ml/api/batch_predict`).
     pub endpoint: String,
     /// Generic only: the status URL, when not derived from `endpoint`.
     pub status_endpoint: Option<String>,
     pub api_key: Option<String>,
     /// The batch endpoint path put into lines and `create`
-    /// (`/v1/chat/completions`).
+    /// (`/v1/chat/completions`; Azure: `/chat/completions`).
     pub request_path: String,
+    /// Azure only: the `api-version` query parameter (`None`: not sent).
+    pub api_version: Option<String>,
+    /// Anthropic only: the `anthropic-version` header (`None`:
+    /// [`anthropic::DEFAULT_ANTHROPIC_VERSION`]).
+    pub anthropic_version: Option<String>,
     pub timeouts: ClientTimeouts,
     pub retry: RetryPolicy,
     /// Override the provider's file limits.
@@ -269,6 +291,8 @@ impl std::fmt::Debug for ConnectOptions {
             .field("status_endpoint", &self.status_endpoint)
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("request_path", &self.request_path)
+            .field("api_version", &self.api_version)
+            .field("anthropic_version", &self.anthropic_version)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
             .field("limits", &self.limits)
@@ -305,10 +329,32 @@ pub fn connect(kind: ProviderKind, opts: ConnectOptions) -> Result<Box<dyn Batch
             }
             Ok(Box::new(c))
         }
-        // Azure: OpenAiClient with `api-key` auth and `?api-version=`;
-        // Anthropic: its own client module. Both come with their issue.
-        ProviderKind::AzureOpenAi | ProviderKind::Anthropic => Err(ApiError::permanent(format!(
-            "provider {kind} is not supported yet"
-        ))),
+        ProviderKind::AzureOpenAi => {
+            let mut c = OpenAiClient::new(
+                &opts.endpoint,
+                opts.api_key,
+                &opts.request_path,
+                opts.timeouts,
+            )?
+            .azure(opts.api_version)?
+            .with_retry(opts.retry);
+            if let Some(l) = opts.limits {
+                c = c.with_limits(l);
+            }
+            Ok(Box::new(c))
+        }
+        ProviderKind::Anthropic => {
+            let mut c = AnthropicClient::new(
+                &opts.endpoint,
+                opts.api_key,
+                opts.anthropic_version.as_deref(),
+                opts.timeouts,
+            )?
+            .with_retry(opts.retry);
+            if let Some(l) = opts.limits {
+                c = c.with_limits(l);
+            }
+            Ok(Box::new(c))
+        }
     }
 }

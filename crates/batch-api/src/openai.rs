@@ -1,5 +1,7 @@
-//! OpenAI-style Files + Batches (OpenAI, Groq, compatible servers; Azure
-//! OpenAI will reuse this with its own URLs and auth header).
+//! OpenAI-style Files + Batches (OpenAI, Groq, compatible servers) and, with
+//! [`OpenAiClient::azure`], Azure OpenAI (PROVIDERS.md §5): `api-key`
+//! header, `?api-version=` on every call, `/chat/completions` as the batch
+//! endpoint and line `url`, 100,000 requests per file.
 
 use std::path::Path;
 
@@ -19,6 +21,16 @@ pub const OPENAI_LIMITS: Limits = Limits {
     max_bytes: 200 * 1000 * 1000,
 };
 
+/// Azure OpenAI Global Batch: ≤ 100,000 requests and ≤ 200 MB per file.
+pub const AZURE_LIMITS: Limits = Limits {
+    max_requests: 100_000,
+    max_bytes: 200 * 1000 * 1000,
+};
+
+/// The `api-version` Azure needs on `…/openai/…` URLs when none is
+/// configured (`model.api-version`'s default).
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+
 /// Metadata keys we set on every batch (and read back for adoption).
 pub const META_PIPELINE: &str = "mlpredict_pipeline";
 pub const META_BATCH_NUMBER: &str = "batch_number";
@@ -33,6 +45,8 @@ pub struct OpenAiClient {
     endpoint_path: String,
     limits: Limits,
     name: &'static str,
+    /// Azure: `?api-version=` on every call.
+    api_version: Option<String>,
 }
 
 impl std::fmt::Debug for OpenAiClient {
@@ -42,9 +56,36 @@ impl std::fmt::Debug for OpenAiClient {
             .field("base", &self.base)
             .field("endpoint_path", &self.endpoint_path)
             .field("limits", &self.limits)
+            .field("api_version", &self.api_version)
             .field("http", &self.http)
             .finish()
     }
+}
+
+/// The batch endpoint of an Azure deployment URL path: Azure lines and
+/// batches name the operation without `/v1` or the deployment
+/// (`/openai/deployments/d/chat/completions` → `/chat/completions`).
+pub fn azure_request_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    for op in [
+        "/chat/completions",
+        "/embeddings",
+        "/responses",
+        "/completions",
+    ] {
+        if path.ends_with(op) {
+            return op.to_owned();
+        }
+    }
+    path.to_owned()
+}
+
+/// A base URL of Azure's v1 API (`https://r.openai.azure.com/openai/v1`),
+/// which takes no dated `api-version`.
+pub fn is_azure_v1_base(base: &str) -> bool {
+    reqwest::Url::parse(base)
+        .map(|u| u.path().trim_end_matches('/').ends_with("/v1"))
+        .unwrap_or(false)
 }
 
 impl OpenAiClient {
@@ -64,7 +105,41 @@ impl OpenAiClient {
             endpoint_path: endpoint_path.to_owned(),
             limits: OPENAI_LIMITS,
             name: "openai",
+            api_version: None,
         })
+    }
+
+    /// Make this an Azure OpenAI client: `api-key` header, Azure's limits
+    /// and operation path, and `api_version` as `?api-version=` on every
+    /// call. The v1 API (a base ending in `/openai/v1`) takes no dated
+    /// version: a dated one (such as the default `2024-10-21`) is not sent
+    /// there, while `preview`/`latest` are.
+    pub fn azure(mut self, api_version: Option<String>) -> Result<Self, ApiError> {
+        self = self.with_key_header("api-key")?.with_name("azure-openai");
+        self.limits = AZURE_LIMITS;
+        self.endpoint_path = azure_request_path(&self.endpoint_path);
+        let version = api_version
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let v1 = is_azure_v1_base(&self.base);
+        self.api_version = match version {
+            Some(v) if v1 && v.starts_with(|c: char| c.is_ascii_digit()) => {
+                tracing::info!(api_version = %v, "azure v1 api: the dated api-version is not sent");
+                None
+            }
+            other => other,
+        };
+        Ok(self)
+    }
+
+    /// The `api-version` sent with every call, if any.
+    pub fn api_version(&self) -> Option<&str> {
+        self.api_version.as_deref()
+    }
+
+    /// The batch endpoint put into `create` (and expected in line `url`s).
+    pub fn endpoint_path(&self) -> &str {
+        &self.endpoint_path
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -93,6 +168,20 @@ impl OpenAiClient {
 
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `url` with `?api-version=` (Azure), else unchanged.
+    fn versioned(&self, url: String) -> String {
+        let Some(v) = &self.api_version else {
+            return url;
+        };
+        match reqwest::Url::parse(&url) {
+            Ok(mut u) => {
+                u.query_pairs_mut().append_pair("api-version", v);
+                u.into()
+            }
+            Err(_) => url,
+        }
     }
 
     async fn batch_call(
@@ -129,7 +218,7 @@ impl BatchApi for OpenAiClient {
 
     async fn upload(&self, path: &Path, file_name: &str) -> Result<Option<String>, ApiError> {
         const WHAT: &str = "upload batch file";
-        let url = self.url("/files");
+        let url = self.versioned(self.url("/files"));
         let this = self;
         let url = url.as_str();
         let id = self
@@ -178,14 +267,14 @@ impl BatchApi for OpenAiClient {
         self.batch_call(
             "create batch",
             self.http
-                .req(Method::POST, &self.url("/batches"))
+                .req(Method::POST, &self.versioned(self.url("/batches")))
                 .json(&body),
         )
         .await
     }
 
     async fn get(&self, batch_id: &str) -> Result<RemoteBatch, ApiError> {
-        let url = http::join_segment(&self.url("/batches"), batch_id);
+        let url = self.versioned(http::join_segment(&self.url("/batches"), batch_id));
         let url = url.as_str();
         self.http
             .retry("get batch", || async move {
@@ -197,7 +286,7 @@ impl BatchApi for OpenAiClient {
 
     async fn list(&self, after: Option<&str>, limit: u32) -> Result<BatchPage, ApiError> {
         const WHAT: &str = "list batches";
-        let url = self.url("/batches");
+        let url = self.versioned(self.url("/batches"));
         let url = url.as_str();
         let limit = limit.clamp(1, 100).to_string();
         let limit = limit.as_str();
@@ -221,7 +310,10 @@ impl BatchApi for OpenAiClient {
         let url = if file.starts_with("http://") || file.starts_with("https://") {
             file.to_owned()
         } else {
-            format!("{}/content", http::join_segment(&self.url("/files"), file))
+            self.versioned(format!(
+                "{}/content",
+                http::join_segment(&self.url("/files"), file)
+            ))
         };
         let url = url.as_str();
         self.http
@@ -232,10 +324,10 @@ impl BatchApi for OpenAiClient {
     }
 
     async fn cancel(&self, batch_id: &str) -> Result<RemoteBatch, ApiError> {
-        let url = format!(
+        let url = self.versioned(format!(
             "{}/cancel",
             http::join_segment(&self.url("/batches"), batch_id)
-        );
+        ));
         // Not retried inside the client (see the trait).
         self.batch_call("cancel batch", self.http.req(Method::POST, &url))
             .await
@@ -243,7 +335,7 @@ impl BatchApi for OpenAiClient {
 
     async fn delete_file(&self, file_id: &str) -> Result<(), ApiError> {
         const WHAT: &str = "delete file";
-        let url = http::join_segment(&self.url("/files"), file_id);
+        let url = self.versioned(http::join_segment(&self.url("/files"), file_id));
         let url = url.as_str();
         let res = self
             .http

@@ -11,9 +11,12 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+mod anthropic;
 mod de;
 mod generic;
 mod openai;
+
+pub use anthropic::{strip_batch_tag, BATCH_TAG_SEPARATOR};
 
 /// What the requests ask the model for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,9 +30,6 @@ pub enum Task {
 }
 
 /// The shape of request and result lines.
-///
-/// Anthropic Message Batches (`{"custom_id","params"}` lines, `result.type`
-/// results) will become a third variant (with its own `wire/anthropic.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WireFormat {
     /// OpenAI Batch API lines (OpenAI, Azure OpenAI, Groq, compatible
@@ -37,6 +37,11 @@ pub enum WireFormat {
     OpenAi,
     /// The FLIP's example protocol (PROVIDERS.md §8): `{"custom_id","input"}`.
     Generic,
+    /// Anthropic Message Batches (PROVIDERS.md §6): lines
+    /// `{"custom_id","params":{model,max_tokens,system?,temperature?,messages}}`
+    /// (the Anthropic client joins them into the create call's `requests`
+    /// array), results `{"custom_id","result":{"type",…}}`. Chat only.
+    Anthropic,
 }
 
 /// Per-pipeline precomputed bytes of a request line.
@@ -48,7 +53,9 @@ pub enum WireFormat {
 pub struct RequestTemplate {
     format: WireFormat,
     task: Task,
-    /// `","method":"POST","url":"…","body":{"model":…,"content":` (OpenAI).
+    /// `","method":"POST","url":"…","body":{"model":…,"content":` (OpenAI),
+    /// `","params":{"model":…,"messages":[{"role":"user","content":`
+    /// (Anthropic).
     mid: Vec<u8>,
     /// Where the body starts inside `mid`.
     body_start: usize,
@@ -56,14 +63,23 @@ pub struct RequestTemplate {
     tail: Vec<u8>,
 }
 
-const LINE_HEAD: &[u8] = br#"{"custom_id":""#;
+/// Every request line starts with these bytes, then the custom_id.
+pub const LINE_HEAD: &[u8] = br#"{"custom_id":""#;
+
+/// `max_tokens` of Anthropic requests when none is configured (the Messages
+/// API requires it).
+pub const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 1024;
 /// The bytes after the body: the closing brace of the line and the newline.
 const LINE_END: &[u8] = b"}\n";
 
 impl RequestTemplate {
     /// Build the template once. `request_path` is the endpoint path put into
-    /// OpenAI lines (`"/v1/chat/completions"`); `system_prompt`,
-    /// `temperature` and `max_tokens` apply to chat only.
+    /// OpenAI lines (`"/v1/chat/completions"`; Azure: `"/chat/completions"`);
+    /// `system_prompt`, `temperature` and `max_tokens` apply to chat only.
+    ///
+    /// Anthropic is chat only (`task` is ignored): `system` is the
+    /// top-level `system` field, and `max_tokens`, which the Messages API
+    /// requires, defaults to [`ANTHROPIC_DEFAULT_MAX_TOKENS`].
     pub fn new(
         format: WireFormat,
         task: Task,
@@ -73,6 +89,9 @@ impl RequestTemplate {
         temperature: Option<f64>,
         max_tokens: Option<u32>,
     ) -> Self {
+        if format == WireFormat::Anthropic {
+            return Self::anthropic(model, system_prompt, temperature, max_tokens);
+        }
         let mut mid = Vec::with_capacity(256);
         mid.extend_from_slice(b"\",");
         match format {
@@ -82,6 +101,7 @@ impl RequestTemplate {
                 mid.extend_from_slice(br#","body":"#);
             }
             WireFormat::Generic => mid.extend_from_slice(br#""input":"#),
+            WireFormat::Anthropic => unreachable!("built by Self::anthropic"),
         }
         let body_start = mid.len();
         mid.extend_from_slice(br#"{"model":"#);
@@ -117,6 +137,47 @@ impl RequestTemplate {
         Self {
             format,
             task,
+            mid,
+            body_start,
+            tail,
+        }
+    }
+
+    /// `{"custom_id":"…","params":{"model":…,"max_tokens":…,"system":…,
+    /// "temperature":…,"messages":[{"role":"user","content":<input>}]}}`.
+    fn anthropic(
+        model: &str,
+        system_prompt: Option<&str>,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+    ) -> Self {
+        let mut mid = Vec::with_capacity(256);
+        mid.extend_from_slice(br#"","params":"#);
+        let body_start = mid.len();
+        mid.extend_from_slice(br#"{"model":"#);
+        push_json_str(&mut mid, model);
+        mid.extend_from_slice(br#","max_tokens":"#);
+        mid.extend_from_slice(
+            max_tokens
+                .unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS)
+                .to_string()
+                .as_bytes(),
+        );
+        if let Some(system) = system_prompt {
+            mid.extend_from_slice(br#","system":"#);
+            push_json_str(&mut mid, system);
+        }
+        if let Some(t) = temperature {
+            mid.extend_from_slice(br#","temperature":"#);
+            mid.extend_from_slice(serde_json::to_string(&t).unwrap_or_default().as_bytes());
+        }
+        mid.extend_from_slice(br#","messages":[{"role":"user","content":"#);
+        let mut tail = Vec::with_capacity(8);
+        tail.extend_from_slice(b"}]}");
+        tail.extend_from_slice(LINE_END);
+        Self {
+            format: WireFormat::Anthropic,
+            task: Task::Chat,
             mid,
             body_start,
             tail,
@@ -203,7 +264,8 @@ pub enum Outcome<'a> {
     Ok {
         /// Chat: `choices[0].message.content` (a JSON string literal, still
         /// escaped); embeddings: `data[0].embedding` (an array); generic:
-        /// `output`. Write it into the output record as is.
+        /// `output`; Anthropic: the first text block's `text`. Write it into
+        /// the output record as is.
         prediction: &'a RawValue,
         total_tokens: Option<u64>,
     },
@@ -279,6 +341,7 @@ pub fn parse_result_line<'a>(
     match format {
         WireFormat::OpenAi => openai::parse(task, line),
         WireFormat::Generic => generic::parse(line),
+        WireFormat::Anthropic => anthropic::parse(line),
     }
 }
 

@@ -201,8 +201,17 @@ async fn submit_poll_download() {
         assert_eq!(e.message, "cancel is not part of the generic protocol");
         c.delete_file(&url).await.unwrap();
 
-        // Adoption through our listing extension.
-        assert_eq!(c.find(&meta(1), 0).await.unwrap().unwrap().id, "job_1");
+        // Adoption through our listing extension; the job is then read from
+        // its status endpoint, since a listing entry may lack results_url.
+        let found = c.find(&meta(1), 0).await.unwrap().unwrap();
+        assert_eq!(found.id, "job_1");
+        assert_eq!(found.status, RemoteStatus::Completed, "{found:?}");
+        assert_eq!(
+            found.output_file.as_deref(),
+            Some("/ml/api/batch/results/job_1")
+        );
+        assert_eq!(found.meta.as_ref(), Some(&meta(1)));
+        assert_eq!(found.created_at, Some(100));
         assert_eq!(
             c.find(&meta(1), 350).await.unwrap(),
             None,
@@ -226,6 +235,8 @@ async fn find_without_listing_is_none() {
             timeouts: timeouts(),
             retry: fast_retry(),
             limits: None,
+            api_version: None,
+            anthropic_version: None,
         },
     )
     .unwrap();
@@ -258,8 +269,13 @@ async fn lost_submit_answer_is_ambiguous_and_not_retried() {
 }
 
 #[test]
-fn connect_rejects_providers_not_yet_supported() {
-    for kind in [ProviderKind::Anthropic, ProviderKind::AzureOpenAi] {
+fn connect_builds_every_provider_and_parses_names() {
+    for kind in [
+        ProviderKind::OpenAi,
+        ProviderKind::AzureOpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Generic,
+    ] {
         let opts = ConnectOptions {
             endpoint: "http://127.0.0.1:1/v1".into(),
             status_endpoint: None,
@@ -268,9 +284,27 @@ fn connect_rejects_providers_not_yet_supported() {
             timeouts: timeouts(),
             retry: fast_retry(),
             limits: None,
+            api_version: Some("2024-10-21".into()),
+            anthropic_version: None,
         };
         assert!(!format!("{opts:?}").contains("k-secret-value"));
-        let e = connect(kind, opts).err().unwrap();
+        let api = connect(kind, opts).unwrap();
+        assert_eq!(api.name(), kind.as_str());
+        assert!(kind.wire_format().is_some());
+    }
+    let bad = ConnectOptions {
+        endpoint: "not a url".into(),
+        status_endpoint: None,
+        api_key: None,
+        request_path: "/v1/chat/completions".into(),
+        timeouts: timeouts(),
+        retry: fast_retry(),
+        limits: None,
+        api_version: None,
+        anthropic_version: None,
+    };
+    for kind in [ProviderKind::AzureOpenAi, ProviderKind::Anthropic] {
+        let e = connect(kind, bad.clone()).err().unwrap();
         assert_eq!(e.class, ErrorClass::Permanent);
     }
     assert_eq!(
@@ -278,11 +312,27 @@ fn connect_rejects_providers_not_yet_supported() {
         ProviderKind::OpenAi
     );
     assert_eq!(
+        "azure-openai".parse::<ProviderKind>().unwrap(),
+        ProviderKind::AzureOpenAi
+    );
+    assert_eq!(
+        "Anthropic".parse::<ProviderKind>().unwrap(),
+        ProviderKind::Anthropic
+    );
+    assert_eq!(
         "generic".parse::<ProviderKind>().unwrap(),
         ProviderKind::Generic
     );
     assert!("bedrock".parse::<ProviderKind>().is_err());
     assert_eq!(ProviderKind::OpenAi.wire_format(), Some(WireFormat::OpenAi));
+    assert_eq!(
+        ProviderKind::AzureOpenAi.wire_format(),
+        Some(WireFormat::OpenAi)
+    );
+    assert_eq!(
+        ProviderKind::Anthropic.wire_format(),
+        Some(WireFormat::Anthropic)
+    );
     assert_eq!(
         ProviderKind::Generic.wire_format(),
         Some(WireFormat::Generic)

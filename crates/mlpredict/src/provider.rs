@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use batch_api::anthropic::AnthropicClient;
 use batch_api::generic::GenericClient;
-use batch_api::openai::OpenAiClient;
+use batch_api::openai::{azure_request_path, OpenAiClient};
 use batch_api::wire::{RequestTemplate, Task, WireFormat};
 use batch_api::{ApiError, BatchApi, ClientTimeouts, ErrorClass, RemoteBatch, RemoteStatus};
 use batch_core::{BatchFailure, Failure, FailureKind, Remote, RemoteState};
@@ -27,17 +28,30 @@ pub fn wire_of(model: &ModelConfig) -> anyhow::Result<(WireFormat, Task)> {
         Provider::OpenAi | Provider::AzureOpenAi => WireFormat::OpenAi,
         Provider::Generic => WireFormat::Generic,
         Provider::Anthropic => {
-            bail!("model.provider = \"anthropic\" is not supported yet by this build")
+            if task != Task::Chat {
+                bail!("model.provider = \"anthropic\" supports only chat");
+            }
+            WireFormat::Anthropic
         }
     };
     Ok((format, task))
+}
+
+/// The batch endpoint put into request lines and `create`: the path of
+/// `model.endpoint`, except for Azure, whose lines name the operation
+/// without `/v1` or the deployment (`/chat/completions`, PROVIDERS.md §5).
+pub fn request_path(model: &ModelConfig) -> String {
+    match model.provider {
+        Provider::AzureOpenAi => azure_request_path(&model.request_path),
+        _ => model.request_path.clone(),
+    }
 }
 
 pub fn template(model: &ModelConfig, format: WireFormat, task: Task) -> RequestTemplate {
     RequestTemplate::new(
         format,
         task,
-        &model.request_path,
+        &request_path(model),
         &model.model,
         model.system_prompt.as_deref(),
         model.temperature,
@@ -56,19 +70,21 @@ pub fn connect(cfg: &PipelineConfig) -> anyhow::Result<ProviderSetup> {
         connect: Duration::from_secs(10),
         request: Duration::from_secs(300),
     };
+    let path = request_path(model);
     let api: Box<dyn BatchApi> = match model.provider {
-        Provider::OpenAi => Box::new(OpenAiClient::new(
-            endpoint,
-            key,
-            &model.request_path,
-            timeouts,
-        )?),
+        Provider::OpenAi => Box::new(OpenAiClient::new(endpoint, key, &path, timeouts)?),
+        // `api-key` header, `?api-version=` (not sent to the v1 API when
+        // dated), Azure's limits.
         Provider::AzureOpenAi => Box::new(
-            OpenAiClient::new(endpoint, key, &model.request_path, timeouts)?
-                .with_name("azure-openai"),
+            OpenAiClient::new(endpoint, key, &path, timeouts)?.azure(model.api_version.clone())?,
         ),
         Provider::Generic => Box::new(GenericClient::new(endpoint, None, key, timeouts)?),
-        Provider::Anthropic => unreachable!("refused by wire_of"),
+        Provider::Anthropic => Box::new(AnthropicClient::new(
+            endpoint,
+            key,
+            Some(&model.anthropic_version),
+            timeouts,
+        )?),
     };
     Ok(ProviderSetup {
         api,
@@ -118,5 +134,90 @@ pub fn remote(b: RemoteBatch) -> Remote {
         output_file: b.output_file,
         error_file: b.error_file,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[source]
+type = "file"
+path = "in.jsonl"
+[sink]
+type = "file"
+path = "out.jsonl"
+[model]
+model = "m"
+input = "text"
+[ml.batch]
+enabled = true
+"#;
+
+    fn cfg(defines: &[&str]) -> PipelineConfig {
+        let d: Vec<String> = defines.iter().map(|s| s.to_string()).collect();
+        pipeline_config::parse_str(BASE, &d).unwrap()
+    }
+
+    #[test]
+    fn every_provider_connects_with_its_wire_format() {
+        for (defines, format, name, path) in [
+            (
+                vec![
+                    "model.endpoint=http://h/v1/chat/completions",
+                    "ml.batch.api.endpoint=http://h/v1",
+                ],
+                WireFormat::OpenAi,
+                "openai",
+                "/v1/chat/completions",
+            ),
+            (
+                vec![
+                    "model.provider=azure-openai",
+                    "model.endpoint=https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21",
+                    "ml.batch.api.endpoint=https://r.openai.azure.com/openai",
+                ],
+                WireFormat::OpenAi,
+                "azure-openai",
+                "/chat/completions",
+            ),
+            (
+                vec![
+                    "model.provider=anthropic",
+                    "model.endpoint=https://api.anthropic.com/v1/messages",
+                    "ml.batch.api.endpoint=https://api.anthropic.com/v1",
+                ],
+                WireFormat::Anthropic,
+                "anthropic",
+                "/v1/messages",
+            ),
+            (
+                vec![
+                    "model.provider=generic",
+                    "model.task=chat",
+                    "model.endpoint=http://h/ml/api/predict",
+                    "ml.batch.api.endpoint=http://h/ml/api/batch_predict",
+                ],
+                WireFormat::Generic,
+                "generic",
+                "/ml/api/predict",
+            ),
+        ] {
+            let c = cfg(&defines);
+            assert_eq!(request_path(&c.model), path);
+            let setup = connect(&c).unwrap();
+            assert_eq!(setup.format, format);
+            assert_eq!(setup.template.format(), format);
+            assert_eq!(setup.api.name(), name);
+            let mut line = Vec::new();
+            setup.template.write_line(&mut line, "0-1", br#""hi""#);
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            match format {
+                WireFormat::OpenAi => assert_eq!(v["url"], path),
+                WireFormat::Anthropic => assert_eq!(v["params"]["max_tokens"], 1024),
+                WireFormat::Generic => assert_eq!(v["input"]["messages"][0]["content"], "hi"),
+            }
+        }
     }
 }

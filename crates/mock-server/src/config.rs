@@ -18,7 +18,8 @@ pub struct MockArgs {
     /// Port to bind (0 = any free port; the chosen one is printed).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Require `Authorization: Bearer KEY`; without it any key is accepted.
+    /// Require this API key (`Authorization: Bearer`, Azure `api-key`,
+    /// Anthropic `x-api-key`); without it any key is accepted.
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
     /// TOML file with any of these options (faults, timings).

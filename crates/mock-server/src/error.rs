@@ -1,9 +1,30 @@
-//! The OpenAI error envelope `{"error": {"message", "type", "param", "code"}}`.
+//! Error envelopes: OpenAI's (and Azure's) `{"error": {"message", "type",
+//! "param", "code"}}`, and Anthropic's `{"type": "error", "error": {"type",
+//! "message"}, "request_id"}`.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+
+/// Which provider's envelope an error is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Style {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+impl Style {
+    /// The style of the API a request path belongs to.
+    pub(crate) fn of_path(path: &str) -> Style {
+        if path.starts_with("/v1/messages") {
+            Style::Anthropic
+        } else {
+            Style::OpenAi
+        }
+    }
+}
 
 /// An API error answered with the real envelope (and optional headers).
 #[derive(Debug, Clone)]
@@ -14,6 +35,7 @@ pub(crate) struct ApiError {
     pub(crate) param: Option<String>,
     pub(crate) code: Option<String>,
     pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) style: Style,
 }
 
 impl ApiError {
@@ -25,7 +47,19 @@ impl ApiError {
             param: None,
             code: None,
             headers: Vec::new(),
+            style: Style::OpenAi,
         }
+    }
+
+    /// Answer in `style`'s envelope.
+    pub(crate) fn style(mut self, style: Style) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// Answer in Anthropic's envelope.
+    pub(crate) fn anthropic(self) -> Self {
+        self.style(Style::Anthropic)
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
@@ -79,7 +113,32 @@ impl ApiError {
     }
 
     pub(crate) fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+        match self.style {
+            Style::OpenAi => {
+                json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+            }
+            Style::Anthropic => json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": self.message},
+                "request_id": null,
+            }),
+        }
+    }
+
+    /// Anthropic's `error.type` for this error.
+    pub(crate) fn anthropic_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            402 => "billing_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            504 => "timeout_error",
+            529 => "overloaded_error",
+            500.. => "api_error",
+            _ => "invalid_request_error",
+        }
     }
 }
 

@@ -103,6 +103,8 @@ pub(crate) struct Batch {
     pub total: u64,
     pub completed: u64,
     pub failed: u64,
+    /// Of `failed`: requests never run (expired or cancelled batch).
+    pub unexecuted: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     /// When cancel was asked and how many requests had finished by then.
@@ -149,6 +151,7 @@ impl Batch {
             total: 0,
             completed: 0,
             failed: 0,
+            unexecuted: 0,
             input_tokens: 0,
             output_tokens: 0,
             cancel: None,
@@ -156,6 +159,10 @@ impl Batch {
     }
 
     fn t_validated(&self, cfg: &MockConfig) -> Instant {
+        // A message batch is in progress from its creation on.
+        if self.flavor == Flavor::Anthropic {
+            return self.clock.at;
+        }
         self.clock.at + cfg.validating
     }
 
@@ -269,7 +276,7 @@ impl Batch {
         if self.fate.token_limit {
             // like the real one: the file is read (for the model) but nothing runs
             let mut model = None;
-            if let Flavor::OpenAi(_) = self.flavor {
+            if self.flavor.is_openai() {
                 model = tasks::parse(self.flavor, &input, None)
                     .ok()
                     .and_then(|p| p.model);
@@ -292,6 +299,7 @@ impl Batch {
             seen: env.seen,
             injected_4xx: 0,
             injected_5xx: 0,
+            anthropic: self.flavor == Flavor::Anthropic,
         };
         match tasks::parse(self.flavor, &input, Some(&mut exec)) {
             Err(errors) => self.fail(t, errors),
@@ -333,17 +341,28 @@ impl Batch {
         };
         let ts = self.clock.unix(t);
         let out = render::results(self, &tasks, done, unexecuted, ts);
+        // Anthropic ids carry a batch tag: count answers by the public id,
+        // so the same record answered in two batches is seen as a duplicate.
+        let anthropic = self.flavor == Flavor::Anthropic;
         env.stats.answered(
             &self.pipeline,
-            out.answered.iter().map(|&i| tasks[i].custom_id.as_str()),
+            out.answered.iter().map(|&i| {
+                let id = tasks[i].custom_id.as_str();
+                if anthropic {
+                    crate::util::strip_tag(id)
+                } else {
+                    id
+                }
+            }),
         );
         self.completed = out.answered.len() as u64;
         self.failed = tasks.len() as u64 - self.completed;
+        self.unexecuted = (tasks.len() - done.min(tasks.len())) as u64;
         self.input_tokens = out.input_tokens;
         self.output_tokens = out.output_tokens;
         match self.flavor {
-            Flavor::Generic => self.results = Some(Bytes::from(out.output)),
-            Flavor::OpenAi(_) => {
+            Flavor::Generic | Flavor::Anthropic => self.results = Some(Bytes::from(out.output)),
+            Flavor::OpenAi(..) => {
                 if !out.output.is_empty() {
                     let name = format!("{}_output.jsonl", self.id);
                     self.output_file_id = Some(

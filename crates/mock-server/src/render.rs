@@ -9,7 +9,7 @@ use crate::config::MockConfig;
 use crate::fake::{ChatCompletion, EmbeddingList};
 use crate::lifecycle::{Batch, Status};
 use crate::tasks::{Flavor, Outcome, Task};
-use crate::util::h64;
+use crate::util::{h64, rfc3339};
 
 /// Rendered end-of-batch results.
 pub(crate) struct Rendered {
@@ -87,8 +87,27 @@ pub(crate) fn results(
         output_tokens: 0,
     };
     let generic = batch.flavor == Flavor::Generic;
+    let anthropic = batch.flavor == Flavor::Anthropic;
     for (i, task) in tasks.iter().enumerate() {
         let cid = task.custom_id.as_str();
+        if anthropic {
+            if i >= done {
+                let kind = match unexecuted {
+                    Some(("batch_expired", _)) => "expired",
+                    _ => "canceled",
+                };
+                push_line(
+                    &mut r.output,
+                    &json!({"custom_id": cid, "result": {"type": kind}}),
+                );
+            } else {
+                if task.ok() {
+                    r.answered.push(i);
+                }
+                render_anthropic(&mut r, batch, task, i);
+            }
+            continue;
+        }
         if i >= done {
             let (code, message) =
                 unexecuted.unwrap_or(("batch_cancelled", "This request was not executed."));
@@ -124,6 +143,62 @@ pub(crate) fn results(
         }
     }
     r
+}
+
+/// A Message Batches result line: `succeeded` with a Message, or `errored`
+/// with an error response (400 → `invalid_request_error`, 5xx →
+/// `api_error`).
+fn render_anthropic(r: &mut Rendered, batch: &Batch, task: &Task, i: usize) {
+    let cid = task.custom_id.as_str();
+    let line = match &task.outcome {
+        Outcome::Chat {
+            reply,
+            prompt,
+            completion,
+        } => {
+            r.input_tokens += u64::from(*prompt);
+            r.output_tokens += u64::from(*completion);
+            json!({"custom_id": cid, "result": {"type": "succeeded", "message": {
+                "id": hex_id("msg_", &batch.id, i, b"msg"),
+                "type": "message",
+                "role": "assistant",
+                "model": &*task.model,
+                "content": [{"type": "text", "text": reply, "citations": null}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {
+                    "input_tokens": prompt,
+                    "output_tokens": completion,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "service_tier": "batch",
+                },
+            }}})
+        }
+        Outcome::Error {
+            status, message, ..
+        } => {
+            let kind = match status {
+                500.. => "api_error",
+                429 => "rate_limit_error",
+                _ => "invalid_request_error",
+            };
+            json!({"custom_id": cid, "result": {"type": "errored", "error": {
+                "type": "error",
+                "error": {"type": kind, "message": message},
+                "request_id": hex_id("req_", &batch.id, i, b"request"),
+            }}})
+        }
+        // The Messages API has no embeddings; the parser never makes these.
+        Outcome::Embedding { .. } => {
+            json!({"custom_id": cid, "result": {"type": "errored", "error": {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "embeddings are not supported"},
+                "request_id": null,
+            }}})
+        }
+    };
+    push_line(&mut r.output, &line);
 }
 
 fn render_generic(r: &mut Rendered, task: &Task) {
@@ -265,8 +340,9 @@ fn render_openai(r: &mut Rendered, batch: &Batch, task: &Task, i: usize, created
 /// The Batch object with every field of the real one.
 pub(crate) fn batch_json(b: &Batch, now: Instant, cfg: &MockConfig) -> Value {
     let endpoint = match b.flavor {
-        Flavor::OpenAi(e) => e.path(),
+        f @ Flavor::OpenAi(..) => f.url().unwrap_or_default(),
         Flavor::Generic => "/ml/api/batch_predict",
+        Flavor::Anthropic => "/v1/messages",
     };
     let (completed, failed) = b.counts(now, cfg);
     let total = if b.status == Status::Validating {
@@ -341,4 +417,56 @@ pub(crate) fn job_json(b: &Batch, base: &str) -> Value {
         v["error"] = error;
     }
     v
+}
+
+/// Anthropic `processing_status`: in_progress | canceling | ended.
+pub(crate) fn anthropic_status(b: &Batch) -> &'static str {
+    match b.status {
+        Status::Validating | Status::InProgress | Status::Finalizing => "in_progress",
+        Status::Cancelling => "canceling",
+        Status::Completed | Status::Expired | Status::Cancelled | Status::Failed => "ended",
+    }
+}
+
+/// The MessageBatch object. Request counts stay `processing` until the
+/// batch ends, like the real API; `results_url` is absolute (from the
+/// request's `Host`) and null until then.
+pub(crate) fn message_batch_json(b: &Batch, base: &str) -> Value {
+    let status = anthropic_status(b);
+    let ended = status == "ended";
+    let s = &b.stamps;
+    let counts = if ended {
+        let unexecuted = b.unexecuted;
+        let (expired, canceled) = if b.status == Status::Expired {
+            (unexecuted, 0)
+        } else {
+            (0, unexecuted)
+        };
+        json!({
+            "processing": 0,
+            "succeeded": b.completed,
+            "errored": b.failed - unexecuted,
+            "canceled": canceled,
+            "expired": expired,
+        })
+    } else {
+        json!({"processing": b.total, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0})
+    };
+    let ended_at = s
+        .completed_at
+        .or(s.expired_at)
+        .or(s.cancelled_at)
+        .or(s.failed_at);
+    json!({
+        "id": b.id,
+        "type": "message_batch",
+        "processing_status": status,
+        "request_counts": counts,
+        "ended_at": ended_at.filter(|_| ended).map(rfc3339),
+        "created_at": rfc3339(b.created_at),
+        "expires_at": rfc3339(b.created_at + 24 * 3600),
+        "archived_at": null,
+        "cancel_initiated_at": s.cancelling_at.map(rfc3339),
+        "results_url": ended.then(|| format!("{base}/v1/messages/batches/{}/results", b.id)),
+    })
 }

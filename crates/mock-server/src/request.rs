@@ -31,6 +31,25 @@ impl Endpoint {
             Endpoint::Embeddings => "/v1/embeddings",
         }
     }
+
+    /// Azure's spelling, without `/v1`.
+    pub(crate) fn bare_path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+
+    /// Azure accepts `/chat/completions` (its documented form) and the
+    /// `/v1/` one.
+    pub(crate) fn parse_azure(s: &str) -> Option<(Self, crate::tasks::UrlStyle)> {
+        use crate::tasks::UrlStyle;
+        match s {
+            "/chat/completions" => Some((Endpoint::Chat, UrlStyle::Bare)),
+            "/embeddings" => Some((Endpoint::Embeddings, UrlStyle::Bare)),
+            other => Self::parse(other).map(|e| (e, UrlStyle::V1)),
+        }
+    }
 }
 
 pub(crate) enum Req<'a> {
@@ -265,4 +284,100 @@ pub(crate) fn run(model: &str, req: &Req<'_>) -> Outcome {
             message: message.clone(),
         },
     }
+}
+
+#[derive(Deserialize)]
+struct AnthropicParams<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<Msg<'a>>>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// An Anthropic Messages request (`params` of a batch request): the model
+/// and the request, or `Req::Invalid` with the real API's wording (these
+/// become `errored` results, as the real API validates params while
+/// processing).
+pub(crate) fn read_anthropic_params(raw: Option<&RawValue>) -> (Cow<'_, str>, Req<'_>) {
+    let unknown = Cow::Borrowed("mock-model");
+    let invalid = |message: &str, param: &'static str| Req::Invalid {
+        message: message.to_owned(),
+        param,
+    };
+    let Some(raw) = raw else {
+        return (unknown, invalid("params: Field required", "params"));
+    };
+    let Ok(p) = serde_json::from_str::<AnthropicParams>(raw.get()) else {
+        return (
+            unknown,
+            invalid("params: Input should be a valid dictionary", "params"),
+        );
+    };
+    let model = match string(p.model) {
+        Some(m) if !m.is_empty() => m,
+        _ => return (unknown, invalid("model: Field required", "model")),
+    };
+    match p.max_tokens.map(|r| serde_json::from_str::<i64>(r.get())) {
+        None => return (model, invalid("max_tokens: Field required", "max_tokens")),
+        Some(Ok(n)) if n >= 1 => {}
+        Some(Ok(_)) => {
+            return (
+                model,
+                invalid(
+                    "max_tokens: Input should be greater than or equal to 1",
+                    "max_tokens",
+                ),
+            )
+        }
+        Some(Err(_)) => {
+            return (
+                model,
+                invalid("max_tokens: Input should be a valid integer", "max_tokens"),
+            )
+        }
+    }
+    if p.stream == Some(true) {
+        return (
+            model,
+            invalid(
+                "stream: streaming is not supported in message batches",
+                "stream",
+            ),
+        );
+    }
+    let Some(messages) = p.messages else {
+        return (model, invalid("messages: Field required", "messages"));
+    };
+    if messages.is_empty() {
+        return (
+            model,
+            invalid("messages: at least one message is required", "messages"),
+        );
+    }
+    let mut prompt = p.system.map_or(0, |s| fake::tokens(&content_text(Some(s))));
+    let mut user = Cow::Borrowed("");
+    for m in &messages {
+        let role = m.role.as_deref();
+        if !matches!(role, Some("user" | "assistant")) {
+            return (
+                model,
+                invalid(
+                    "messages: Unexpected role. Allowed roles are \"user\" or \"assistant\"",
+                    "messages",
+                ),
+            );
+        }
+        let text = content_text(m.content);
+        prompt += fake::tokens(&text) + 4;
+        if role == Some("user") {
+            user = text;
+        }
+    }
+    (model, Req::Chat { user, prompt })
 }

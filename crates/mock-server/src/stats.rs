@@ -22,13 +22,21 @@ pub struct Stats {
     pub batches_created: u64,
     /// Generic-protocol jobs created (POST /ml/api/batch_predict that acted).
     pub jobs_created: u64,
-    /// Creates per `"{metadata.batch_number}#{metadata.attempt}"` (batches and jobs).
+    /// Anthropic message batches created (POST /v1/messages/batches that acted).
+    #[serde(default)]
+    pub message_batches_created: u64,
+    /// Creates per `"{metadata.batch_number}#{metadata.attempt}"` (batches and
+    /// jobs); Anthropic batches carry no metadata and count per
+    /// `"anthropic:{tag}"`, the batch tag mlpredict prefixes to every
+    /// custom_id (`{tag}_{lane}-{position}`), one per batch_number and attempt.
     pub creates_by_batch_number: BTreeMap<String, u64>,
     /// Keys of `creates_by_batch_number` created more than once: paying twice.
     pub duplicate_creates: Vec<String>,
     /// Requests answered successfully (batch output lines, generic outputs, sync answers).
     pub requests_answered: u64,
-    /// Successful answers to a (pipeline, custom_id) that had already been answered.
+    /// Successful answers to a (pipeline, custom_id) that had already been
+    /// answered. Anthropic answers count under the public custom_id (the
+    /// batch tag stripped) and pipeline `""`.
     pub duplicate_answers: u64,
     /// The first few duplicated keys, as `"{pipeline}/{custom_id}"`.
     pub duplicate_answer_keys: Vec<String>,
@@ -77,6 +85,29 @@ impl StatsRecorder {
         self.with(|i| i.stats.files_uploaded += 1);
     }
 
+    /// Records an Anthropic message batch create; `tag` is the batch tag
+    /// shared by all its custom_ids, if they share one.
+    pub(crate) fn created_message_batch(&self, tag: Option<&str>) {
+        self.with(|i| {
+            i.stats.message_batches_created += 1;
+            if let Some(tag) = tag {
+                Self::count_create(i, format!("anthropic:{tag}"));
+            }
+        });
+    }
+
+    fn count_create(i: &mut Inner, key: String) {
+        let n = i
+            .stats
+            .creates_by_batch_number
+            .entry(key.clone())
+            .or_default();
+        *n += 1;
+        if *n == 2 && i.duplicate_creates.insert(key.clone()) {
+            i.stats.duplicate_creates.push(key);
+        }
+    }
+
     /// Records a create; `job` = generic protocol.
     pub(crate) fn created(
         &self,
@@ -99,15 +130,7 @@ impl StatsRecorder {
                 i.stats.batches_created += 1;
             }
             if let Some(key) = key {
-                let n = i
-                    .stats
-                    .creates_by_batch_number
-                    .entry(key.clone())
-                    .or_default();
-                *n += 1;
-                if *n == 2 && i.duplicate_creates.insert(key.clone()) {
-                    i.stats.duplicate_creates.push(key);
-                }
+                Self::count_create(i, key);
             }
         });
     }

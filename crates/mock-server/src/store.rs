@@ -94,6 +94,8 @@ pub(crate) struct Store {
     pub batches: HashMap<String, Batch>,
     pub batch_order: Vec<String>,
     pub job_order: Vec<String>,
+    /// Anthropic message batches, creation order (deleted ones removed).
+    pub message_batch_order: Vec<String>,
     pub seq: u64,
     /// Times each (pipeline, custom_id) hash was executed (per-request faults).
     pub seen: HashMap<u64, u32>,

@@ -10,20 +10,53 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::faults::{Faults, RequestFault};
-use crate::request::{read_body, run, string, Endpoint, Req};
-use crate::util::h64;
+use crate::request::{read_anthropic_params, read_body, run, string, Endpoint, Req};
+use crate::util::{h64, strip_tag};
 
 /// Most requests per input file.
 pub(crate) const MAX_TASKS: usize = 50_000;
+/// Most requests per Azure OpenAI input file.
+pub(crate) const MAX_TASKS_AZURE: usize = 100_000;
+/// Most requests per Anthropic message batch.
+pub(crate) const MAX_TASKS_ANTHROPIC: usize = 100_000;
 /// Most validation errors reported for one file.
 const MAX_ERRORS: usize = 1_000;
+/// How line `url`s and the batch `endpoint` name the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UrlStyle {
+    /// `/v1/chat/completions` (OpenAI; also accepted by Azure).
+    V1,
+    /// `/chat/completions` (Azure OpenAI).
+    Bare,
+}
+
 /// Which line format the file uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Flavor {
-    /// `{"custom_id","method","url","body"}` for one endpoint.
-    OpenAi(Endpoint),
+    /// `{"custom_id","method","url","body"}` for one endpoint. `azure`: made
+    /// through the `/openai/...` routes (100,000 lines allowed).
+    OpenAi(Endpoint, UrlStyle, bool),
     /// The generic protocol: `{"custom_id","input": <chat or embeddings body>}`.
     Generic,
+    /// Anthropic Message Batches: `{"custom_id","params": <Messages request>}`
+    /// (the create call's `requests`, one per line). Requests are checked
+    /// at create; bad `params` become `errored` results, never a failed batch.
+    Anthropic,
+}
+
+impl Flavor {
+    pub(crate) fn is_openai(self) -> bool {
+        matches!(self, Flavor::OpenAi(..))
+    }
+
+    /// The line `url` every request must carry (OpenAI flavor).
+    pub(crate) fn url(self) -> Option<&'static str> {
+        match self {
+            Flavor::OpenAi(e, UrlStyle::V1, _) => Some(e.path()),
+            Flavor::OpenAi(e, UrlStyle::Bare, _) => Some(e.bare_path()),
+            _ => None,
+        }
+    }
 }
 
 /// One entry of a batch's `errors.data`.
@@ -95,6 +128,8 @@ pub(crate) struct Exec<'a> {
     pub seen: &'a mut HashMap<u64, u32>,
     pub injected_4xx: u64,
     pub injected_5xx: u64,
+    /// Anthropic flavor (custom_ids carry a batch tag).
+    pub anthropic: bool,
 }
 
 pub(crate) struct Parsed {
@@ -121,6 +156,8 @@ struct RawLine<'a> {
     body: Option<&'a RawValue>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
 }
 
 /// Validates every line; on success executes every request with the fake
@@ -138,17 +175,23 @@ pub(crate) fn parse(
         let msg = "The batch input file is empty. Please ensure that the batch contains at least one request.";
         return Err(vec![BatchError::new("empty_file", msg, None, None)]);
     }
-    if lines > MAX_TASKS {
+    let max = match flavor {
+        Flavor::OpenAi(_, _, true) => MAX_TASKS_AZURE,
+        Flavor::Anthropic => MAX_TASKS_ANTHROPIC,
+        _ => MAX_TASKS,
+    };
+    if lines > max {
         let msg = format!(
-            "The batch input file is larger than the {MAX_TASKS} maximum for the batch API. Please limit the \
-             number of input requests in the batch input file to no more than {MAX_TASKS}."
+            "The batch input file is larger than the {max} maximum for the batch API. Please limit the \
+             number of input requests in the batch input file to no more than {max}."
         );
         return Err(vec![BatchError::new("too_many_tasks", msg, None, None)]);
     }
     let generic = flavor == Flavor::Generic;
+    let anthropic = flavor == Flavor::Anthropic;
     let want = match flavor {
-        Flavor::OpenAi(e) => Some(e),
-        Flavor::Generic => None,
+        Flavor::OpenAi(e, ..) => Some(e),
+        Flavor::Generic | Flavor::Anthropic => None,
     };
     let mut errors = Vec::new();
     let mut parsed: Vec<Line> = Vec::with_capacity(lines);
@@ -187,6 +230,17 @@ pub(crate) fn parse(
             );
             continue;
         };
+        if anthropic {
+            // Shape problems were refused at create; what is left is per
+            // request: invalid params become errored results.
+            let (model, req) = read_anthropic_params(line.params);
+            parsed.push(Line {
+                custom_id,
+                model,
+                req,
+            });
+            continue;
+        }
         let body = if generic {
             match line.input {
                 Some(b) => b,
@@ -220,7 +274,7 @@ pub(crate) fn parse(
                 fail("missing_required_parameter", missing("url"), "url");
                 continue;
             };
-            if want.map(Endpoint::path) != Some(&*url) {
+            if flavor.url() != Some(&*url) {
                 let msg = "The URL provided for this request does not match the batch endpoint."
                     .to_string();
                 fail("invalid_url", msg, "url");
@@ -303,8 +357,11 @@ fn execute(lines: Vec<Line<'_>>, exec: &mut Exec<'_>) -> Vec<Task> {
                 last_model = Arc::from(&*line.model);
             }
             let fault = if faulty {
-                let seen = exec.seen.entry(h64(&[exec.pipeline.as_bytes(), line.custom_id.as_bytes()])).or_default();
-                let f = exec.faults.request(exec.pipeline, &line.custom_id, *seen);
+                // Anthropic ids carry a batch tag: decide by the public id,
+                // so a request retried in a later batch is the same request.
+                let id = if exec.anthropic { strip_tag(&line.custom_id) } else { &line.custom_id };
+                let seen = exec.seen.entry(h64(&[exec.pipeline.as_bytes(), id.as_bytes()])).or_default();
+                let f = exec.faults.request(exec.pipeline, id, *seen);
                 *seen += 1;
                 f
             } else {

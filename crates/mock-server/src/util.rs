@@ -29,6 +29,28 @@ pub(crate) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The public custom_id of an Anthropic wire id `{tag}_{id}` (mlpredict
+/// prefixes each request with a tag of its batch): everything after the
+/// first `_` when an alphanumeric tag precedes it; otherwise the id.
+pub(crate) fn strip_tag(id: &str) -> &str {
+    match id.split_once('_') {
+        Some((tag, rest))
+            if !tag.is_empty()
+                && !rest.is_empty()
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            rest
+        }
+        _ => id,
+    }
+}
+
+/// The batch tag of an Anthropic wire id `{tag}_{id}`, if any.
+pub(crate) fn tag_of(id: &str) -> Option<&str> {
+    let stripped = strip_tag(id);
+    (stripped.len() != id.len()).then(|| &id[..id.len() - stripped.len() - 1])
+}
+
 /// Maps a hash to [0, 1).
 pub(crate) fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
@@ -76,6 +98,12 @@ impl IdGen {
         s.push_str(std::str::from_utf8(&out).expect("ascii"));
         s
     }
+}
+
+/// Unix seconds as RFC 3339 (`2024-08-20T18:37:24Z`).
+pub(crate) fn rfc3339(unix: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Wall clock as Unix seconds.
@@ -174,6 +202,16 @@ impl std::ops::Deref for BStr<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anthropic_tags() {
+        assert_eq!(strip_tag("mpab12_0-7"), "0-7");
+        assert_eq!(tag_of("mpab12_0-7"), Some("mpab12"));
+        assert_eq!(strip_tag("0-7"), "0-7");
+        assert_eq!(tag_of("0-7"), None);
+        assert_eq!(strip_tag("a-b_c"), "a-b_c");
+        assert_eq!(rfc3339(1_724_179_044), "2024-08-20T18:37:24Z");
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {

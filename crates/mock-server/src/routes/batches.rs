@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use crate::lifecycle::{Batch, Fate};
 use crate::render::batch_json;
 use crate::request::Endpoint;
 use crate::store::Shared;
-use crate::tasks::Flavor;
+use crate::tasks::{Flavor, UrlStyle};
 
 #[derive(Deserialize)]
 struct CreateBatch {
@@ -92,19 +93,36 @@ pub(crate) fn check_metadata(meta: Option<Value>) -> ApiResult<Option<Map<String
     Ok(Some(map))
 }
 
+/// Whether a request came through the Azure OpenAI routes (`/openai/...`).
+pub(crate) fn is_azure(uri: &Uri) -> bool {
+    uri.path().starts_with("/openai/")
+}
+
 pub(crate) async fn create(
     State(st): State<Shared>,
     kill: Option<Extension<ConnKill>>,
+    uri: Uri,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let azure = is_azure(&uri);
     let req: CreateBatch = parse_json(&body)?;
     let input_file_id = req
         .input_file_id
         .ok_or_else(|| ApiError::missing("input_file_id"))?;
     let endpoint = req.endpoint.ok_or_else(|| ApiError::missing("endpoint"))?;
-    let endpoint = Endpoint::parse(&endpoint).ok_or_else(|| {
+    let parsed = if azure {
+        Endpoint::parse_azure(&endpoint)
+    } else {
+        Endpoint::parse(&endpoint).map(|e| (e, UrlStyle::V1))
+    };
+    let (endpoint, style) = parsed.ok_or_else(|| {
+        let supported = if azure {
+            "'/chat/completions' and '/embeddings'"
+        } else {
+            "'/v1/chat/completions' and '/v1/embeddings'"
+        };
         ApiError::invalid(format!(
-            "Invalid value: '{endpoint}'. Supported values are: '/v1/chat/completions' and '/v1/embeddings'."
+            "Invalid value: '{endpoint}'. Supported values are: {supported}."
         ))
         .param("endpoint")
         .code("invalid_value")
@@ -135,7 +153,7 @@ pub(crate) async fn create(
         let batch = Batch::new(
             id.clone(),
             seq,
-            Flavor::OpenAi(endpoint),
+            Flavor::OpenAi(endpoint, style, azure),
             input_file_id,
             input,
             metadata,
@@ -156,7 +174,7 @@ fn no_batch(id: &str) -> ApiError {
 }
 
 fn is_openai(b: &Batch) -> bool {
-    matches!(b.flavor, Flavor::OpenAi(_))
+    b.flavor.is_openai()
 }
 
 pub(crate) async fn retrieve(

@@ -131,8 +131,10 @@ pub(crate) struct JobsQuery {
 
 pub(crate) async fn jobs(
     State(st): State<Shared>,
+    headers: HeaderMap,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Json<Value>> {
+    let base = base_from(&headers, &st);
     let limit = parse_limit(q.limit.as_deref(), 20, 100)?;
     let now = Instant::now();
     let mut guard = st.lock();
@@ -145,7 +147,10 @@ pub(crate) async fn jobs(
             continue;
         };
         b.advance(now, &mut env);
-        data.push(json!({"id": b.id, "status": generic_status(b), "created_at": b.created_at, "metadata": b.metadata}));
+        // The status endpoint's object plus the metadata.
+        let mut job = job_json(b, &base);
+        job["metadata"] = json!(b.metadata);
+        data.push(job);
     }
     Ok(Json(json!({
         "object": "list",

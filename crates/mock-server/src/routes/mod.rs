@@ -1,6 +1,7 @@
 //! The router and the layers every API call goes through:
 //! call tracking → auth → fault injection → handler.
 
+mod anthropic;
 mod batches;
 mod files;
 mod generic;
@@ -10,15 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Uri;
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{from_fn_with_state, Next};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Style};
 use crate::faults::Kind;
 use crate::store::Shared;
 
@@ -29,8 +31,64 @@ pub(crate) struct ConnKill(pub(crate) Arc<Notify>);
 pub(crate) fn router(st: Shared) -> Router {
     let body_limit = usize::try_from(st.cfg.max_file_bytes)
         .unwrap_or(usize::MAX)
+        .max(anthropic::MAX_BODY_BYTES)
         .saturating_add(1 << 20);
+    // Azure OpenAI: the OpenAI objects under `/openai/...` (dated
+    // `api-version` required) and `/openai/v1/...` (none needed).
+    let mut azure = Router::new();
+    for prefix in ["/openai", "/openai/v1"] {
+        azure = azure
+            .route(
+                &format!("{prefix}/files"),
+                post(files::upload).get(files::list),
+            )
+            .route(
+                &format!("{prefix}/files/{{id}}"),
+                get(files::retrieve).delete(files::delete),
+            )
+            .route(
+                &format!("{prefix}/files/{{id}}/content"),
+                get(files::content),
+            )
+            .route(
+                &format!("{prefix}/batches"),
+                post(batches::create).get(batches::list),
+            )
+            .route(&format!("{prefix}/batches/{{id}}"), get(batches::retrieve))
+            .route(
+                &format!("{prefix}/batches/{{id}}/cancel"),
+                post(batches::cancel),
+            );
+    }
+    // Synchronous calls: per deployment (classic) or with `model` (v1).
+    let azure = azure
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(sync::chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(sync::embeddings),
+        )
+        .route("/openai/v1/chat/completions", post(sync::chat))
+        .route("/openai/v1/embeddings", post(sync::embeddings))
+        .layer(from_fn(azure_api_version));
+    let messages = Router::new()
+        .route(
+            "/v1/messages/batches",
+            post(anthropic::create).get(anthropic::list),
+        )
+        .route(
+            "/v1/messages/batches/{id}",
+            get(anthropic::retrieve).delete(anthropic::delete),
+        )
+        .route("/v1/messages/batches/{id}/results", get(anthropic::results))
+        .route("/v1/messages/batches/{id}/cancel", post(anthropic::cancel))
+        .route("/v1/messages", post(anthropic::message))
+        .layer(from_fn(anthropic_version));
     let api = Router::new()
+        .merge(azure)
+        .merge(messages)
         .route("/v1/files", post(files::upload).get(files::list))
         .route("/v1/files/{id}", get(files::retrieve).delete(files::delete))
         .route("/v1/files/{id}/content", get(files::content))
@@ -62,6 +120,42 @@ async fn not_found(req: Request) -> ApiError {
         req.method(),
         req.uri().path()
     ))
+    .style(Style::of_path(req.uri().path()))
+}
+
+/// Azure: `api-version` is required on `/openai/...`, optional on
+/// `/openai/v1/...`.
+async fn azure_api_version(uri: Uri, req: Request, next: Next) -> Response {
+    let v1 = uri.path().starts_with("/openai/v1/");
+    let given = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .any(|(k, v)| k == "api-version" && !v.is_empty());
+    if !v1 && !given {
+        return ApiError::invalid(
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+        .code("MissingApiVersionParameter")
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Anthropic: every call names the API version.
+async fn anthropic_version(req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get("anthropic-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty());
+    if !ok {
+        return ApiError::invalid("anthropic-version: header is required")
+            .anthropic()
+            .into_response();
+    }
+    next.run(req).await
 }
 
 fn status_class(s: StatusCode) -> &'static str {
@@ -89,7 +183,14 @@ async fn track(State(st): State<Shared>, req: Request, next: Next) -> Response {
     resp
 }
 
-fn given_key(headers: &HeaderMap) -> Option<&str> {
+fn given_key(headers: &HeaderMap, style: Style) -> Option<&str> {
+    if style == Style::Anthropic {
+        // `x-api-key`, or the key as a bearer token (what anthropic-sdk-python
+        // 2.x sends).
+        if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            return Some(k);
+        }
+    }
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim());
     }
@@ -98,8 +199,20 @@ fn given_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn auth(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    if let Some(want) = &st.cfg.api_key {
-        let err = match given_key(req.headers()) {
+    let style = Style::of_path(req.uri().path());
+    if let (Some(want), Style::Anthropic) = (&st.cfg.api_key, style) {
+        let message = match given_key(req.headers(), style) {
+            Some(k) if k == want => None,
+            Some(_) => Some("invalid x-api-key"),
+            None => Some("x-api-key header is required"),
+        };
+        if let Some(message) = message {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+                .anthropic()
+                .into_response();
+        }
+    } else if let Some(want) = &st.cfg.api_key {
+        let err = match given_key(req.headers(), style) {
             Some(k) if k == want => None,
             Some(k) => {
                 let shown = if k.len() > 8 { format!("{}***{}", &k[..3], &k[k.len() - 4..]) } else { "***".into() };
@@ -141,15 +254,32 @@ pub(crate) fn rate_limited(wait: Duration, what: &str) -> ApiError {
 }
 
 async fn inject_faults(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let style = Style::of_path(req.uri().path());
     if st.faults.roll(Kind::RateLimit) {
         st.stats.fault("rate_limit");
-        return rate_limited(st.cfg.retry_after, "requests").into_response();
+        let mut e = rate_limited(st.cfg.retry_after, "requests").style(style);
+        if style == Style::Anthropic {
+            e.message = "This request would exceed the rate limit for your organization of 50 \
+                         requests per minute. For details, refer to: \
+                         https://docs.claude.com/en/api/rate-limits."
+                .into();
+        }
+        return e.into_response();
     }
     if st.faults.roll(Kind::ServerError) {
         st.stats.fault("server_error");
-        let status = [500, 502, 503][st.faults.pick(Kind::ServerError, 3)];
+        let choices = match style {
+            // Anthropic's overloaded answer is 529.
+            Style::Anthropic => [500, 529, 503],
+            Style::OpenAi => [500, 502, 503],
+        };
+        let status = choices[st.faults.pick(Kind::ServerError, 3)];
         let status = StatusCode::from_u16(status).expect("valid status");
-        return ApiError::server_error(status).into_response();
+        let mut e = ApiError::server_error(status).style(style);
+        if status.as_u16() == 529 {
+            e.message = "Overloaded".into();
+        }
+        return e.into_response();
     }
     next.run(req).await
 }
@@ -157,6 +287,16 @@ async fn inject_faults(State(st): State<Shared>, req: Request, next: Next) -> Re
 /// After a create has acted: maybe lose its answer (500, or close the
 /// connection unanswered) so the client must find the batch by metadata.
 pub(crate) async fn maybe_lose(st: &Shared, kill: Option<ConnKill>, resp: Response) -> Response {
+    maybe_lose_styled(st, kill, resp, Style::OpenAi).await
+}
+
+/// [`maybe_lose`] answering in `style`'s envelope.
+pub(crate) async fn maybe_lose_styled(
+    st: &Shared,
+    kill: Option<ConnKill>,
+    resp: Response,
+    style: Style,
+) -> Response {
     if !st.faults.roll(Kind::LostResponse) {
         return resp;
     }
@@ -171,7 +311,9 @@ pub(crate) async fn maybe_lose(st: &Shared, kill: Option<ConnKill>, resp: Respon
         }
         _ => {
             st.stats.fault("lost_response_500");
-            ApiError::server_error(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            ApiError::server_error(StatusCode::INTERNAL_SERVER_ERROR)
+                .style(style)
+                .into_response()
         }
     }
 }

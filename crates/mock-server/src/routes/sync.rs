@@ -20,7 +20,7 @@ use crate::store::Shared;
 use crate::tasks::Outcome;
 use crate::util::{base64, h64, unix_now};
 
-static SYNC_SEQ: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SYNC_SEQ: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Deserialize, Default)]
 struct Extras {
@@ -31,7 +31,7 @@ struct Extras {
 }
 
 /// Sliding one-minute window of accepted requests.
-fn check_rpm(st: &Shared, model: &str) -> ApiResult<()> {
+pub(crate) fn check_rpm(st: &Shared, model: &str) -> ApiResult<()> {
     let Some(rpm) = st.cfg.rpm else { return Ok(()) };
     let now = Instant::now();
     let mut window = st.rpm_window.lock().expect("rpm lock");
@@ -103,7 +103,7 @@ async fn answer(
     Ok((model, outcome, extras))
 }
 
-fn with_request_id(mut resp: Response, seq: u64) -> Response {
+pub(crate) fn with_request_id(mut resp: Response, seq: u64) -> Response {
     let id = format!(
         "req_{:016x}{:016x}",
         h64(&[b"sync", &seq.to_le_bytes()]),
