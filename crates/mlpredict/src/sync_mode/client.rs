@@ -34,11 +34,21 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
+/// How the provider wants the key and the version.
+pub enum Auth<'a> {
+    /// `Authorization: Bearer KEY` (OpenAI and compatible servers, generic).
+    Bearer,
+    /// Azure OpenAI: `api-key: KEY` and `?api-version=` (not sent to the
+    /// `/openai/v1/` API when it is a dated version, like batch mode).
+    Azure { api_version: Option<&'a str> },
+    /// Anthropic: `x-api-key: KEY` and `anthropic-version`.
+    Anthropic { version: &'a str },
+}
+
 pub struct Settings<'a> {
     pub endpoint: &'a str,
     pub api_key: Option<&'a str>,
-    /// Azure: `api-key` header and the `api-version` query parameter.
-    pub azure_api_version: Option<Option<&'a str>>,
+    pub auth: Auth<'a>,
     pub pipeline: &'a str,
     pub lane: u32,
     pub output_field: &'a str,
@@ -112,16 +122,30 @@ impl Client {
             .with_context(|| format!("model.endpoint {} is not a URL", s.endpoint))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(Some(version)) = s.azure_api_version {
-            if !url.query_pairs().any(|(k, _)| k == "api-version") {
-                url.query_pairs_mut().append_pair("api-version", version);
+        match s.auth {
+            Auth::Azure {
+                api_version: Some(version),
+            } => {
+                let v1 = url.path().contains("/openai/v1/");
+                let dated = version.starts_with(|c: char| c.is_ascii_digit());
+                let given = url.query_pairs().any(|(k, _)| k == "api-version");
+                let skip = given || (v1 && dated);
+                if !skip {
+                    url.query_pairs_mut().append_pair("api-version", version);
+                }
             }
+            Auth::Anthropic { version } => {
+                let v = HeaderValue::from_str(version)
+                    .context("model.anthropic-version is not a valid HTTP header value")?;
+                headers.insert(HeaderName::from_static("anthropic-version"), v);
+            }
+            Auth::Azure { api_version: None } | Auth::Bearer => {}
         }
         if let Some(key) = s.api_key {
-            let (name, value) = if s.azure_api_version.is_some() {
-                (HeaderName::from_static("api-key"), key.to_owned())
-            } else {
-                (AUTHORIZATION, format!("Bearer {key}"))
+            let (name, value) = match s.auth {
+                Auth::Azure { .. } => (HeaderName::from_static("api-key"), key.to_owned()),
+                Auth::Anthropic { .. } => (HeaderName::from_static("x-api-key"), key.to_owned()),
+                Auth::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
             };
             // The error must not show the key.
             let mut value = HeaderValue::from_str(&value)
@@ -191,7 +215,9 @@ impl Client {
             {
                 let mut scratch = Vec::new();
                 let (code, message) = match self.outcome(*status, body, &mut scratch) {
-                    Outcome::Failed { code, message, .. } => (code.into_owned(), message.into_owned()),
+                    Outcome::Failed { code, message, .. } => {
+                        (code.into_owned(), message.into_owned())
+                    }
                     Outcome::Ok { .. } => (format!("http_{status}"), String::new()),
                 };
                 return Done {
@@ -231,7 +257,11 @@ impl Client {
                 }
                 Attempt::Transport { timeout, message } => {
                     let outcome = Outcome::Failed {
-                        code: Cow::Borrowed(if *timeout { "timeout" } else { "connection_error" }),
+                        code: Cow::Borrowed(if *timeout {
+                            "timeout"
+                        } else {
+                            "connection_error"
+                        }),
                         message: Cow::Borrowed(message),
                         retriable: true,
                     };
@@ -321,6 +351,20 @@ impl Client {
                 scratch.extend_from_slice(b"}}");
                 true
             }
+            // A Messages API answer or error envelope, as the result of a
+            // Message Batches line.
+            WireFormat::Anthropic if !trimmed.is_empty() => {
+                let ok = (200..300).contains(&status);
+                scratch.extend_from_slice(br#"{"custom_id":"s","result":{"type":"#);
+                scratch.extend_from_slice(if ok {
+                    br#""succeeded","message":"#
+                } else {
+                    br#""errored","error":"#
+                });
+                scratch.extend_from_slice(trimmed);
+                scratch.extend_from_slice(b"}}");
+                true
+            }
             // The FLIP's protocol answers `{"output": ...}` or `{"error": ...}`:
             // a result line without its custom_id.
             WireFormat::Generic if (200..300).contains(&status) && trimmed.starts_with(b"{") => {
@@ -392,7 +436,9 @@ impl Client {
             }
         };
         out.extend_from_slice(br#","ml_predict":{"batch_number":null,"batch_id":null,"retries":"#);
-        out.extend_from_slice(format!("{retries},\"custom_id\":\"{}-{pos}\"", self.lane).as_bytes());
+        out.extend_from_slice(
+            format!("{retries},\"custom_id\":\"{}-{pos}\"", self.lane).as_bytes(),
+        );
         match outcome {
             Outcome::Ok { .. } => out.extend_from_slice(br#","status":"ok","error":null}}"#),
             Outcome::Failed { code, message, .. } => {
@@ -429,7 +475,7 @@ mod tests {
         Client::new(&Settings {
             endpoint: "http://127.0.0.1:9/v1/chat/completions",
             api_key: Some("sk-secret"),
-            azure_api_version: None,
+            auth: Auth::Bearer,
             pipeline: "p",
             lane: 0,
             output_field: "prediction",
@@ -491,6 +537,62 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&line(&g, 200, r#"{"output": "yes"}"#)).unwrap();
         assert_eq!(v["prediction"], "yes");
+    }
+
+    #[test]
+    fn anthropic_messages_and_errors() {
+        let c = client(Task::Chat, WireFormat::Anthropic);
+        let v: serde_json::Value = serde_json::from_str(&line(
+            &c,
+            200,
+            r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"4/5"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":3}}"#,
+        ))
+        .unwrap();
+        assert_eq!(v["prediction"], "4/5");
+        let v: serde_json::Value = serde_json::from_str(&line(
+            &c,
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(v["ml_predict"]["error"]["code"], "invalid_request_error");
+        assert_eq!(v["ml_predict"]["error"]["message"], "prompt is too long");
+    }
+
+    #[test]
+    fn azure_api_version_only_where_it_belongs() {
+        let url = |endpoint: &str, version: Option<&str>| {
+            Client::new(&Settings {
+                endpoint,
+                api_key: None,
+                auth: Auth::Azure {
+                    api_version: version,
+                },
+                pipeline: "p",
+                lane: 0,
+                output_field: "prediction",
+                task: Task::Chat,
+                format: WireFormat::OpenAi,
+                timeout: Duration::from_secs(1),
+                max_retries: 0,
+                max_concurrent: 1,
+            })
+            .unwrap()
+            .url
+            .to_string()
+        };
+        let classic = "https://r.openai.azure.com/openai/deployments/d/chat/completions";
+        assert_eq!(
+            url(classic, Some("2024-10-21")),
+            format!("{classic}?api-version=2024-10-21")
+        );
+        let v1 = "https://r.openai.azure.com/openai/v1/chat/completions";
+        assert_eq!(url(v1, Some("2024-10-21")), v1);
+        assert_eq!(
+            url(v1, Some("preview")),
+            format!("{v1}?api-version=preview")
+        );
+        assert_eq!(url(classic, None), classic);
     }
 
     #[test]

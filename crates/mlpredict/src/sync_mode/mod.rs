@@ -239,8 +239,15 @@ async fn drive(
     let client = Arc::new(Client::new(&Settings {
         endpoint: &cfg.model.endpoint,
         api_key: cfg.model.api_key.as_ref().map(|k| k.expose()),
-        azure_api_version: (cfg.model.provider == Provider::AzureOpenAi)
-            .then_some(cfg.model.api_version.as_deref()),
+        auth: match cfg.model.provider {
+            Provider::AzureOpenAi => client::Auth::Azure {
+                api_version: cfg.model.api_version.as_deref(),
+            },
+            Provider::Anthropic => client::Auth::Anthropic {
+                version: &cfg.model.anthropic_version,
+            },
+            Provider::OpenAi | Provider::Generic => client::Auth::Bearer,
+        },
         pipeline: &cfg.name,
         lane: LANE,
         output_field: &cfg.model.output,
@@ -334,28 +341,20 @@ async fn drive(
                     body.clear();
                     template.write_sync_body(&mut body, usable.input.get().as_bytes());
                     let job = Job {
-                        seq: 0,
+                        seq: p.window.push(pos, next, Kind::Request, &mut p.em),
                         pos,
                         record: line.line.to_vec(),
                         body: Bytes::copy_from_slice(&body),
                     };
-                    let seq = p.window.push(pos, next, Kind::Request, &mut p.em);
                     inflight += 1;
                     let (c, stop, tx) = (client.clone(), stop_rx.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let done = c.call(Job { seq, ..job }, stop).await;
-                        let _ = tx.send(done);
+                        let _ = tx.send(c.call(job, stop).await);
                     });
                 }
                 Err(reason) => {
                     let mut dead = Vec::with_capacity(line.line.len() + 96);
-                    write_dead_letter(
-                        &mut dead,
-                        line.line_no,
-                        pos,
-                        line.line,
-                        &reason.0,
-                    );
+                    write_dead_letter(&mut dead, line.line_no, pos, line.line, &reason.0);
                     summary.dead_letters += 1;
                     p.window.push(pos, next, Kind::Dead(dead), &mut p.em);
                 }

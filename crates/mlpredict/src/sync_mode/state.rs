@@ -24,8 +24,8 @@ pub struct Committer {
 
 impl Committer {
     pub fn open(db: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(db)
-            .with_context(|| format!("state database {}", db.display()))?;
+        let conn =
+            Connection::open(db).with_context(|| format!("state database {}", db.display()))?;
         // synchronous is per connection: FULL like the store's own.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",

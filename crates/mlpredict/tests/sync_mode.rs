@@ -1,0 +1,641 @@
+//! Batch mode off (`ml.batch.enabled = false`): the real binary against the
+//! mock's synchronous endpoints. Output exactly once in both output modes,
+//! retries (429 under an RPM limit, injected 429/5xx, timeouts), 4xx as
+//! error records, dead letters, and crashes (kill -9, a crash between
+//! append and commit, SIGTERM) that re-send only what was in flight.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{bin, lines, stderr, write_input, MODEL};
+use mock_server::{MockConfig, MockServer};
+use serde_json::Value;
+
+fn mock_cfg(latency_ms: u64) -> MockConfig {
+    MockConfig {
+        port: 0,
+        sync_latency: Duration::from_millis(latency_ms),
+        ..MockConfig::default()
+    }
+}
+
+fn sync_config(dir: &Path, base: &str, extra: &str) -> std::path::PathBuf {
+    let toml = format!(
+        r#"[pipeline]
+name = "reviews"
+
+[source]
+type = "file"
+path = "{d}/input.jsonl"
+
+[sink]
+type = "file"
+path = "{d}/output.jsonl"
+dlq.path = "{d}/dlq.jsonl"
+
+[model]
+provider = "openai"
+endpoint = "{base}/v1/chat/completions"
+api-key = "sk-test-secret-key"
+model = "{MODEL}"
+system-prompt = "Rate the review."
+input = "text"
+output = "prediction"
+
+[ml.batch]
+enabled = false
+local.dir = "{d}/work/local"
+
+[ml.predict]
+{extra}
+"#,
+        d = dir.display()
+    );
+    let p = dir.join("pipeline.toml");
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+fn run(config: &Path) -> Output {
+    Command::new(bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("MLPREDICT_LOG", "info")
+        .output()
+        .expect("run mlpredict")
+}
+
+fn spawn(config: &Path, failpoint: Option<&str>) -> std::process::Child {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("MLPREDICT_LOG", "info");
+    if let Some(fp) = failpoint {
+        cmd.env("MLPREDICT_FAILPOINT", fp);
+    }
+    cmd.spawn().expect("spawn mlpredict")
+}
+
+fn finish(config: &Path) -> Output {
+    let out = run(config);
+    assert!(out.status.success(), "final run failed: {}", stderr(&out));
+    out
+}
+
+/// Every input record exactly once, in the sync-mode output shape; ok
+/// records carry the mock model's answer. Returns (ok, error, ids in output
+/// order).
+fn check(out: &[Value], texts: &BTreeMap<u64, String>) -> (usize, usize, Vec<u64>) {
+    let mut seen = BTreeMap::new();
+    let (mut ok, mut err) = (0, 0);
+    let mut order = Vec::new();
+    for rec in out {
+        let id = rec["id"].as_u64().expect("id");
+        assert!(seen.insert(id, ()).is_none(), "record {id} emitted twice");
+        order.push(id);
+        let text = &texts[&id];
+        assert_eq!(
+            rec["text"].as_str(),
+            Some(text.as_str()),
+            "record {id} changed"
+        );
+        assert_eq!(rec["meta"]["n"].as_u64(), Some(id));
+        let m = &rec["ml_predict"];
+        assert!(
+            m["batch_number"].is_null() && m["batch_id"].is_null(),
+            "{rec}"
+        );
+        assert!(m["retries"].is_u64(), "{rec}");
+        assert!(
+            m["custom_id"].as_str().is_some_and(|c| c.starts_with("0-")),
+            "{rec}"
+        );
+        match m["status"].as_str() {
+            Some("ok") => {
+                ok += 1;
+                assert_eq!(
+                    rec["prediction"].as_str(),
+                    Some(mock_server::fake::chat_reply(MODEL, text).as_str()),
+                    "{rec}"
+                );
+                assert!(m["error"].is_null());
+            }
+            Some("error") => {
+                err += 1;
+                assert!(rec["prediction"].is_null());
+                assert!(
+                    m["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+                    "{rec}"
+                );
+                assert!(m["error"]["message"].is_string(), "{rec}");
+            }
+            other => panic!("bad status {other:?} in {rec}"),
+        }
+    }
+    let missing: Vec<_> = texts
+        .keys()
+        .filter(|k| !seen.contains_key(k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "records never emitted, e.g. {missing:?}"
+    );
+    (ok, err, order)
+}
+
+fn is_sorted(v: &[u64]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_output_once_in_input_order_with_dead_letters() {
+    let server = MockServer::start(mock_cfg(3)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 500, 50);
+    let cfg = sync_config(
+        dir.path(),
+        &server.base_url(),
+        "max-concurrent-operations = 8",
+    );
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ok, err, order) = check(&lines(&dir.path().join("output.jsonl")), &texts);
+    assert_eq!((ok, err), (500, 0));
+    assert!(is_sorted(&order), "ORDERED output out of order");
+    let dlq = lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), bad);
+    for d in &dlq {
+        assert!(
+            d["line"].as_u64().is_some() && d["position"].as_u64().is_some(),
+            "{d}"
+        );
+        assert!(d["raw"].is_string(), "{d}");
+        let reason = d["error"].as_str().unwrap();
+        assert!(
+            reason == "input field `text` is not a string" || reason.starts_with("invalid json"),
+            "{reason}"
+        );
+    }
+    let stats = server.stats();
+    assert_eq!(stats.sync_answered, 500, "{stats:?}");
+    assert_eq!(stats.duplicate_answers, 0);
+    assert!(!stderr(&out).contains("sk-test-secret-key"));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("500 ok, 0 errors"), "{summary}");
+    // A second run has nothing left to do.
+    let cfg = dir.path().join("pipeline.toml");
+    let again = tokio::task::spawn_blocking(move || finish(&cfg))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 records read"));
+    assert_eq!(server.stats().sync_answered, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unordered_output_once_with_injected_429s_and_5xx_retried() {
+    let mut mcfg = mock_cfg(2);
+    mcfg.seed = 5;
+    mcfg.retry_after = Duration::from_millis(20);
+    mcfg.faults.rate_limit_fraction = 0.1;
+    mcfg.faults.server_error_fraction = 0.1;
+    let server = MockServer::start(mcfg).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 600, 40);
+    let cfg = sync_config(
+        dir.path(),
+        &server.base_url(),
+        "max-concurrent-operations = 12\noutput-mode = \"ALLOW_UNORDERED\"\nmax-retries = 10",
+    );
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let (ok, err, _) = check(&output, &texts);
+    assert_eq!((ok, err), (600, 0));
+    assert_eq!(lines(&dir.path().join("dlq.jsonl")).len(), bad);
+    let retried = output
+        .iter()
+        .filter(|r| r["ml_predict"]["retries"].as_u64() > Some(0))
+        .count();
+    assert!(retried > 20, "only {retried} records were retried");
+    let stats = server.stats();
+    assert!(
+        stats
+            .faults_injected
+            .get("rate_limit")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(
+        stats
+            .faults_injected
+            .get("server_error")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert_eq!(stats.sync_answered, 600);
+    assert_eq!(stats.duplicate_answers, 0);
+}
+
+/// The mock's RPM limit is a sliding one-minute window: past it, 429 with
+/// the time until a slot frees. Honouring retry-after makes every record
+/// succeed; this test takes about a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_rpm_limit_wait_and_succeed() {
+    let mut mcfg = mock_cfg(0);
+    mcfg.rpm = Some(20);
+    let server = MockServer::start(mcfg).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 30, 0);
+    let cfg = sync_config(
+        dir.path(),
+        &server.base_url(),
+        "max-concurrent-operations = 4",
+    );
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let (ok, err, order) = check(&output, &texts);
+    assert_eq!((ok, err), (30, 0));
+    assert!(is_sorted(&order));
+    assert!(output
+        .iter()
+        .any(|r| r["ml_predict"]["retries"].as_u64() > Some(0)));
+    let stats = server.stats();
+    let limited = stats.faults_injected.get("rpm_limit").copied().unwrap_or(0);
+    assert!(limited > 0, "{stats:?}");
+    // One shared gate: the window waits together instead of each request
+    // burning its retries.
+    assert!(limited <= 12, "{limited} requests hit the limit");
+    assert_eq!(stats.sync_answered, 30);
+    assert!(started.elapsed() >= Duration::from_secs(50));
+}
+
+/// A minimal HTTP/1.1 endpoint (one request per connection) answering
+/// `answer(body)`; counts the requests. The mock server has no per-record
+/// 4xx, so this stands in for a provider refusing one request.
+async fn stub_endpoint(answer: fn(&[u8]) -> (u16, String)) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if buf.len() < h + 4 + len {
+                        continue;
+                    }
+                    seen.fetch_add(1, AtomicOrdering::SeqCst);
+                    let (status, text) = answer(&buf[h + 4..h + 4 + len]);
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    return;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_is_an_error_record_at_once_and_timeouts_are_retried() {
+    let (base, requests) = stub_endpoint(|body| {
+        if String::from_utf8_lossy(body).contains("POISON") {
+            (
+                400,
+                r#"{"error":{"message":"This model's maximum context length is 128000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#.into(),
+            )
+        } else {
+            (
+                200,
+                r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#.into(),
+            )
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for i in 0..21u64 {
+        let text = if i == 13 {
+            "POISON".to_owned()
+        } else {
+            format!("review {i}")
+        };
+        input.push_str(&format!("{}\n", serde_json::json!({"id": i, "text": text})));
+    }
+    std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
+    let cfg = sync_config(dir.path(), &base, "");
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    assert_eq!(output.len(), 21);
+    for (i, r) in output.iter().enumerate() {
+        assert_eq!(r["id"], i as u64, "ORDERED");
+        let m = &r["ml_predict"];
+        assert_eq!(m["retries"], 0, "{r}");
+        if i == 13 {
+            assert_eq!(m["status"], "error", "{r}");
+            assert_eq!(m["error"]["code"], "context_length_exceeded", "{r}");
+            assert!(r["prediction"].is_null());
+        } else {
+            assert_eq!(m["status"], "ok", "{r}");
+            assert_eq!(r["prediction"], "fine", "{r}");
+        }
+    }
+    // The 400 was not retried.
+    assert_eq!(requests.load(AtomicOrdering::SeqCst), 21);
+
+    // Timeouts: every attempt is slower than ml.predict.timeout.
+    let slow = MockServer::start(mock_cfg(400)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 4, 0);
+    let cfg = sync_config(
+        dir.path(),
+        &slow.base_url(),
+        "timeout = \"100ms\"\nmax-retries = 1",
+    );
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let (ok, err, _) = check(&output, &texts);
+    assert_eq!((ok, err), (0, 4));
+    for r in &output {
+        assert_eq!(r["ml_predict"]["error"]["code"], "timeout", "{r}");
+        assert_eq!(r["ml_predict"]["retries"], 1, "{r}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("API calls: 8"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_stop_the_pipeline_without_printing_the_key() {
+    let mut mcfg = mock_cfg(0);
+    mcfg.api_key = Some("sk-the-right-one".into());
+    let server = MockServer::start(mcfg).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_input(&dir.path().join("input.jsonl"), 50, 0);
+    let cfg = sync_config(dir.path(), &server.base_url(), "");
+    let out = tokio::task::spawn_blocking(move || run(&cfg))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("check model.api-key"), "{err}");
+    assert!(!err.contains("sk-test-secret-key"), "{err}");
+    assert!(lines(&dir.path().join("output.jsonl")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_and_anthropic_endpoints_with_their_auth_headers() {
+    let mcfg = MockConfig {
+        api_key: Some("sk-test-secret-key".into()),
+        ..mock_cfg(0)
+    };
+    let server = MockServer::start(mcfg).await.unwrap();
+    let base = server.base_url();
+    let cases = [
+        (
+            "azure-openai",
+            format!("{base}/openai/deployments/{MODEL}/chat/completions"),
+        ),
+        ("anthropic", format!("{base}/v1/messages")),
+    ];
+    for (provider, endpoint) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (texts, _) = write_input(&dir.path().join("input.jsonl"), 40, 0);
+        let cfg = sync_config(dir.path(), &base, "max-concurrent-operations = 4");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!("provider = \"openai\"\nendpoint = \"{base}/v1/chat/completions\""),
+            &format!("provider = \"{provider}\"\nendpoint = \"{endpoint}\""),
+        );
+        assert!(text.contains(provider));
+        std::fs::write(&cfg, text).unwrap();
+        let out = tokio::task::spawn_blocking(move || run(&cfg))
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{provider}: {}", stderr(&out));
+        let (ok, err, order) = check(&lines(&dir.path().join("output.jsonl")), &texts);
+        assert_eq!((ok, err), (40, 0), "{provider}");
+        assert!(is_sorted(&order));
+        assert!(!stderr(&out).contains("sk-test-secret-key"));
+    }
+    let stats = server.stats();
+    assert_eq!(stats.sync_answered, 80, "{stats:?}");
+    assert_eq!(
+        stats
+            .calls_by_route
+            .get("POST /openai/deployments/{deployment}/chat/completions"),
+        Some(&40),
+        "{stats:?}"
+    );
+    assert_eq!(stats.calls_by_route.get("POST /v1/messages"), Some(&40));
+}
+
+/// Kill -9 at random moments, then finish: no record twice in the output,
+/// none missing, and what was sent twice is bounded by what can be in
+/// flight or answered-but-uncommitted at a kill.
+fn kill_9_loop(config: &Path, seed: u64, kills_wanted: u32) -> u32 {
+    let mut x = seed | 1;
+    let mut kills = 0;
+    while kills < kills_wanted {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let after = Duration::from_millis(150 + x % 500);
+        let mut child = spawn(config, None);
+        let started = Instant::now();
+        while started.elapsed() < after {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                assert!(status.success(), "run failed on its own: {err}");
+                break;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+            }
+        }
+    }
+    finish(config);
+    kills
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_rerun_is_exactly_once_ordered_and_unordered() {
+    for (unordered, seed) in [(false, 20261123u64), (true, 977)] {
+        // Latency and concurrency bound the rate: 8 / 10 ms = 800 answers/s.
+        let mut mcfg = mock_cfg(10);
+        mcfg.seed = seed;
+        mcfg.retry_after = Duration::from_millis(30);
+        // Failed requests wait in backoff while later ones finish: records
+        // are emitted ahead of the watermark in ALLOW_UNORDERED mode.
+        mcfg.faults.server_error_fraction = 0.05;
+        let server = MockServer::start(mcfg).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 2500, 100);
+        let mode = if unordered {
+            "ALLOW_UNORDERED"
+        } else {
+            "ORDERED"
+        };
+        let config = sync_config(
+            dir.path(),
+            &server.base_url(),
+            &format!("max-concurrent-operations = 8\noutput-mode = \"{mode}\"\nmax-retries = 8"),
+        );
+        let c = config.clone();
+        let kills = tokio::task::spawn_blocking(move || kill_9_loop(&c, seed, 6))
+            .await
+            .unwrap();
+        assert!(kills >= 3, "{mode}: only {kills} kills landed");
+        let (ok, err, order) = check(&lines(&dir.path().join("output.jsonl")), &texts);
+        assert_eq!((ok, err), (2500, 0), "{mode}");
+        if !unordered {
+            assert!(is_sorted(&order), "ORDERED output out of order");
+        }
+        assert_eq!(lines(&dir.path().join("dlq.jsonl")).len(), bad, "{mode}");
+        let stats = server.stats();
+        // Per kill: at most 8 in flight plus what was answered in the last
+        // commit interval (200 ms at <= 800/s), with slack for scheduling.
+        let bound = kills as u64 * (8 + 200);
+        assert!(
+            stats.duplicate_answers <= bound,
+            "{mode}: {} records sent twice after {kills} kills (bound {bound})",
+            stats.duplicate_answers
+        );
+        eprintln!(
+            "{mode}: {kills} kills, {} answers for 2500 records ({} re-sent)",
+            stats.sync_answered, stats.duplicate_answers
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_append_and_commit_re_emits_once() {
+    let server = MockServer::start(mock_cfg(5)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 300, 0);
+    let config = sync_config(
+        dir.path(),
+        &server.base_url(),
+        "output-mode = \"ALLOW_UNORDERED\"",
+    );
+    let c = config.clone();
+    let before = tokio::task::spawn_blocking(move || {
+        let out = spawn(&c, Some("sync-before-commit"))
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the failpoint should have aborted the run"
+        );
+        let appended = std::fs::read_to_string(c.parent().unwrap().join("output.jsonl")).unwrap();
+        finish(&c);
+        appended.lines().count()
+    })
+    .await
+    .unwrap();
+    assert!(before > 0, "nothing was appended before the crash");
+    let (ok, _, _) = check(&lines(&dir.path().join("output.jsonl")), &texts);
+    assert_eq!(ok, 300);
+    let stats = server.stats();
+    // Exactly the appended-but-uncommitted records (and those in flight)
+    // were sent again.
+    assert!(stats.duplicate_answers >= before as u64, "{stats:?}");
+    assert!(stats.duplicate_answers <= before as u64 + 10, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_and_exits_0_then_resumes() {
+    let server = MockServer::start(mock_cfg(50)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 400, 0);
+    let config = sync_config(
+        dir.path(),
+        &server.base_url(),
+        "max-concurrent-operations = 4",
+    );
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let child = spawn(&c, None);
+        std::thread::sleep(Duration::from_millis(800));
+        let stopped = Instant::now();
+        unsafe { libc_kill(child.id() as i32, 15) };
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "SIGTERM should exit 0: {}",
+            stderr(&out)
+        );
+        assert!(
+            stopped.elapsed() < Duration::from_secs(2),
+            "slow: {:?}",
+            stopped.elapsed()
+        );
+        let partial = lines(&c.parent().unwrap().join("output.jsonl")).len();
+        assert!(partial > 0 && partial < 400, "{partial}");
+        finish(&c);
+    })
+    .await
+    .unwrap();
+    check(&lines(&dir.path().join("output.jsonl")), &texts);
+    let stats = server.stats();
+    // Requests in flight at the signal were finished and emitted: nothing
+    // was sent twice.
+    assert_eq!(stats.duplicate_answers, 0, "{stats:?}");
+    assert_eq!(stats.sync_answered, 400);
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
