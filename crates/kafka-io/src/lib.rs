@@ -19,7 +19,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 pub use state::{LaneRecord, LaneState, StateRecord};
@@ -59,7 +59,11 @@ impl ClientContext for RebalanceLog {}
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let parts = |tpl: &TopicPartitionList| {
-            tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect::<Vec<_>>()
+            tpl.elements()
+                .iter()
+                .filter(|e| e.topic() == self.topic)
+                .map(|e| e.partition())
+                .collect::<Vec<_>>()
         };
         let change = match rebalance {
             Rebalance::Assign(tpl) => LaneChange::Assigned(parts(tpl)),
@@ -93,7 +97,10 @@ pub struct Txn {
 
 impl Txn {
     pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty() && self.dead_letters.is_empty() && self.state.is_empty() && self.offsets.is_empty()
+        self.outputs.is_empty()
+            && self.dead_letters.is_empty()
+            && self.state.is_empty()
+            && self.offsets.is_empty()
     }
 
     pub fn clear(&mut self) {
@@ -119,7 +126,9 @@ pub enum CommitError {
 pub struct KafkaIo {
     s: Settings,
     consumer: BaseConsumer<RebalanceLog>,
-    producer: BaseProducer,
+    // Threaded: delivery reports must be served while a transaction is
+    // committed or aborted.
+    producer: ThreadedProducer<DefaultProducerContext>,
     reader: BaseConsumer,
     input_partitions: i32,
 }
@@ -145,13 +154,20 @@ impl KafkaIo {
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
-        for (k, v) in [("session.timeout.ms", "10000"), ("heartbeat.interval.ms", "1000"), ("max.poll.interval.ms", "300000")] {
+        for (k, v) in [
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("max.poll.interval.ms", "300000"),
+        ] {
             if !s.consumer_props.contains_key(k) {
                 cc.set(k, v);
             }
         }
         let consumer: BaseConsumer<RebalanceLog> = cc
-            .create_with_context(RebalanceLog { topic: s.input_topic.clone(), changes: Mutex::new(Vec::new()) })
+            .create_with_context(RebalanceLog {
+                topic: s.input_topic.clone(),
+                changes: Mutex::new(Vec::new()),
+            })
             .context("cannot create the kafka consumer")?;
         let metadata = consumer
             .fetch_metadata(Some(&s.input_topic), s.timeout)
@@ -163,7 +179,11 @@ impl KafkaIo {
             .map(|t| t.partitions().len() as i32)
             .filter(|&n| n > 0);
         let Some(input_partitions) = input_partitions else {
-            bail!("source.topic `{}` does not exist at {}", s.input_topic, s.bootstrap);
+            bail!(
+                "source.topic `{}` does not exist at {}",
+                s.input_topic,
+                s.bootstrap
+            );
         };
         ensure_topics(&s, input_partitions, rt)?;
 
@@ -171,20 +191,35 @@ impl KafkaIo {
         rc.set("group.id", format!("{}-reader", s.group_id))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // Short reads of known ranges: do not let the broker hold them.
+            .set("fetch.wait.max.ms", "20")
+            .set("fetch.error.backoff.ms", "20");
         let reader: BaseConsumer = rc.create().context("cannot create the kafka reader")?;
 
         let mut pc = base_config(&s.bootstrap, &s.producer_props);
-        pc.set("transactional.id", &s.transactional_id).set("enable.idempotence", "true");
+        pc.set("transactional.id", &s.transactional_id)
+            .set("enable.idempotence", "true");
         if !s.producer_props.contains_key("transaction.timeout.ms") {
             // A crashed instance's open transaction blocks read_committed
             // readers of its partitions until it times out: keep it short.
             pc.set("transaction.timeout.ms", "10000");
         }
-        let producer: BaseProducer = pc.create().context("cannot create the kafka producer")?;
-        producer.init_transactions(s.timeout).context("cannot initialise kafka transactions")?;
-        consumer.subscribe(&[&s.input_topic]).context("cannot subscribe to source.topic")?;
-        Ok(Self { s, consumer, producer, reader, input_partitions })
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            pc.create().context("cannot create the kafka producer")?;
+        producer
+            .init_transactions(s.timeout)
+            .context("cannot initialise kafka transactions")?;
+        consumer
+            .subscribe(&[&s.input_topic])
+            .context("cannot subscribe to source.topic")?;
+        Ok(Self {
+            s,
+            consumer,
+            producer,
+            reader,
+            input_partitions,
+        })
     }
 
     pub fn input_partitions(&self) -> i32 {
@@ -201,7 +236,12 @@ impl KafkaIo {
                 false
             }
             Some(Ok(m)) => {
-                f(InputRecord { partition: m.partition(), offset: m.offset(), key: m.key(), value: m.payload() });
+                f(InputRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key(),
+                    value: m.payload(),
+                });
                 true
             }
         }
@@ -210,8 +250,14 @@ impl KafkaIo {
     /// Stop (or restart) fetching every assigned partition, while the
     /// pipeline holds its source back; `poll` keeps serving the group.
     pub fn pause(&self, paused: bool) {
-        let Ok(assignment) = self.consumer.assignment() else { return };
-        let r = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let r = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
         if let Err(e) = r {
             tracing::warn!(error = %e, paused, "cannot pause or resume the source partitions");
         }
@@ -219,7 +265,14 @@ impl KafkaIo {
 
     /// Rebalances seen since the last call.
     pub fn take_changes(&self) -> Vec<LaneChange> {
-        std::mem::take(&mut *self.consumer.context().changes.lock().expect("rebalance log"))
+        std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .changes
+                .lock()
+                .expect("rebalance log"),
+        )
     }
 
     /// Where the consumer is now, per assigned partition.
@@ -248,7 +301,12 @@ impl KafkaIo {
     pub fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.s.timeout;
         loop {
-            match self.consumer.seek(&self.s.input_topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+            match self.consumer.seek(
+                &self.s.input_topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(5),
+            ) {
                 Ok(()) => return Ok(()),
                 // Right after an assignment the partition may not be fetched yet.
                 Err(e) if Instant::now() < deadline => {
@@ -268,9 +326,15 @@ impl KafkaIo {
             .fetch_watermarks(&self.s.state_topic, partition, self.s.timeout)
             .context("cannot read the state topic")?;
         if high > low {
-            self.read_partition(&self.s.state_topic, partition, low, high, &mut |_, key, value| {
-                lane.apply(key, value);
-            })?;
+            self.read_partition(
+                &self.s.state_topic,
+                partition,
+                low,
+                high,
+                &mut |_, key, value| {
+                    lane.apply(key, value);
+                },
+            )?;
         }
         Ok(lane)
     }
@@ -313,7 +377,12 @@ impl KafkaIo {
             }
             // Control records (transaction markers) occupy offsets too: the
             // position tells when the range is behind us.
-            let pos = self.reader.position()?.elements().first().and_then(|e| e.offset().to_raw());
+            let pos = self
+                .reader
+                .position()?
+                .elements()
+                .first()
+                .and_then(|e| e.offset().to_raw());
             if pos.is_some_and(|p| p >= end) {
                 break;
             }
@@ -338,7 +407,12 @@ impl KafkaIo {
                 }
             }
             for r in &txn.state {
-                self.send(&self.s.state_topic, Some(r.partition), Some(r.key.as_bytes()), r.value.as_deref())?;
+                self.send(
+                    &self.s.state_topic,
+                    Some(r.partition),
+                    Some(r.key.as_bytes()),
+                    r.value.as_deref(),
+                )?;
             }
             if !txn.offsets.is_empty() {
                 let mut tpl = TopicPartitionList::new();
@@ -349,7 +423,8 @@ impl KafkaIo {
                     .consumer
                     .group_metadata()
                     .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::InvalidGroupId))?;
-                self.producer.send_offsets_to_transaction(&tpl, &cgm, self.s.timeout)?;
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &cgm, self.s.timeout)?;
             }
             self.producer.commit_transaction(self.s.timeout)
         };
@@ -371,7 +446,13 @@ impl KafkaIo {
         }
     }
 
-    fn send(&self, topic: &str, partition: Option<i32>, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), KafkaError> {
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), KafkaError> {
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
         if let Some(p) = partition {
             rec = rec.partition(p);
@@ -387,33 +468,37 @@ impl KafkaIo {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     rec = back;
-                    self.producer.poll(Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 Err((e, _)) => return Err(e),
             }
         }
     }
-
-    /// Serve producer callbacks (delivery reports); call now and then.
-    pub fn service(&self) {
-        self.producer.poll(Duration::ZERO);
-    }
 }
 
 fn ensure_topics(s: &Settings, partitions: i32, rt: &tokio::runtime::Handle) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(&s.bootstrap, &s.producer_props).create().context("cannot create the kafka admin client")?;
-    let mut wanted: Vec<NewTopic<'_>> = vec![NewTopic::new(&s.state_topic, partitions, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("min.compaction.lag.ms", "60000")];
+    let admin: AdminClient<DefaultClientContext> = base_config(&s.bootstrap, &s.producer_props)
+        .create()
+        .context("cannot create the kafka admin client")?;
+    let mut wanted: Vec<NewTopic<'_>> =
+        vec![
+            NewTopic::new(&s.state_topic, partitions, TopicReplication::Fixed(-1))
+                .set("cleanup.policy", "compact")
+                .set("min.compaction.lag.ms", "60000"),
+        ];
     let mut names: BTreeSet<&str> = BTreeSet::from([s.state_topic.as_str()]);
-    for t in [Some(&s.output_topic), s.dlq_topic.as_ref()].into_iter().flatten() {
+    for t in [Some(&s.output_topic), s.dlq_topic.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         if names.insert(t) {
             wanted.push(NewTopic::new(t, partitions, TopicReplication::Fixed(-1)));
         }
     }
     let opts = AdminOptions::new().operation_timeout(Some(s.timeout));
-    let results = rt.block_on(admin.create_topics(wanted.iter(), &opts)).context("cannot create kafka topics")?;
+    let results = rt
+        .block_on(admin.create_topics(wanted.iter(), &opts))
+        .context("cannot create kafka topics")?;
     for r in results {
         match r {
             Ok(name) => tracing::info!(topic = %name, "created kafka topic"),

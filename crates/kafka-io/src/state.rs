@@ -24,13 +24,22 @@ pub struct StateRecord {
 
 impl StateRecord {
     pub fn lane(partition: i32, lane: LaneRecord) -> Self {
-        Self { partition, key: "lane".into(), value: Some(serde_json::to_vec(&lane).expect("lane record")) }
+        Self {
+            partition,
+            key: "lane".into(),
+            value: Some(serde_json::to_vec(&lane).expect("lane record")),
+        }
     }
 
     pub fn batch(partition: i32, batch: &Batch) -> Self {
         let key = format!("batch/{}", batch.id);
-        let value = (batch.phase != Phase::Emitted).then(|| serde_json::to_vec(batch).expect("batch record"));
-        Self { partition, key, value }
+        let value = (batch.phase != Phase::Emitted)
+            .then(|| serde_json::to_vec(batch).expect("batch record"));
+        Self {
+            partition,
+            key,
+            value,
+        }
     }
 }
 
@@ -43,12 +52,17 @@ pub struct LaneState {
 
 impl LaneState {
     pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else { return };
+        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            return;
+        };
         if key == "lane" {
             if let Some(l) = value.and_then(|v| serde_json::from_slice(v).ok()) {
                 self.lane = Some(l);
             }
-        } else if let Some(id) = key.strip_prefix("batch/").and_then(|i| i.parse::<u64>().ok()) {
+        } else if let Some(id) = key
+            .strip_prefix("batch/")
+            .and_then(|i| i.parse::<u64>().ok())
+        {
             match value.and_then(|v| serde_json::from_slice::<Batch>(v).ok()) {
                 Some(b) => {
                     self.batches.insert(id, b);
@@ -91,7 +105,13 @@ mod tests {
         let rec = |r: StateRecord| (r.key.into_bytes(), r.value);
         let (k, v) = rec(StateRecord::batch(2, &batch));
         st.apply(Some(&k), v.as_deref());
-        let (k, v) = rec(StateRecord::lane(2, LaneRecord { watermark: 10, next_seq: 8 }));
+        let (k, v) = rec(StateRecord::lane(
+            2,
+            LaneRecord {
+                watermark: 10,
+                next_seq: 8,
+            },
+        ));
         st.apply(Some(&k), v.as_deref());
         assert_eq!(st.batches.get(&7), Some(&batch));
         batch.phase = Phase::Emitted;
@@ -99,6 +119,12 @@ mod tests {
         assert!(v.is_none());
         st.apply(Some(&k), v.as_deref());
         assert!(st.batches.is_empty());
-        assert_eq!(st.lane, Some(LaneRecord { watermark: 10, next_seq: 8 }));
+        assert_eq!(
+            st.lane,
+            Some(LaneRecord {
+                watermark: 10,
+                next_seq: 8
+            })
+        );
     }
 }

@@ -44,7 +44,11 @@ pub trait BatchRecords {
     /// Visit `(position, key, value)` of every record in the batch's range
     /// (or of its members, for a retry batch), in order. Blank lines are
     /// skipped; unusable records are visited (callers skip them).
-    fn visit(&mut self, batch: &Batch, f: &mut dyn FnMut(Position, Option<&[u8]>, &[u8])) -> anyhow::Result<()>;
+    fn visit(
+        &mut self,
+        batch: &Batch,
+        f: &mut dyn FnMut(Position, Option<&[u8]>, &[u8]),
+    ) -> anyhow::Result<()>;
 }
 
 pub struct JoinInput<'a> {

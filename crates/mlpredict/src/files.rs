@@ -22,6 +22,16 @@ impl LocalDir {
         self.dir.join(format!("batch-{id}.requests.jsonl"))
     }
 
+    /// Kafka lanes: the batch's input records, so emission needs no re-read
+    /// from the broker (it falls back to one when the file is gone).
+    pub fn records(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("batch-{id}.records"))
+    }
+
+    pub fn open_lane_records(&self, lane: u32) -> PathBuf {
+        self.dir.join(format!("lane-{lane}.records.open.tmp"))
+    }
+
     pub fn results(&self, id: u64, which: &str) -> PathBuf {
         self.dir.join(format!("batch-{id}.{which}.jsonl"))
     }

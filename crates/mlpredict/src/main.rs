@@ -119,8 +119,7 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                 progress: std::io::stderr().is_terminal(),
             };
             if !cfg.batch.enabled {
-                let summary =
-                    sync_mode::run(&cfg, &rt, opts.shutdown.clone(), opts.progress)?;
+                let summary = sync_mode::run(&cfg, &rt, opts.shutdown.clone(), opts.progress)?;
                 sync_mode::print_summary(&summary);
                 return Ok(std::process::ExitCode::SUCCESS);
             }

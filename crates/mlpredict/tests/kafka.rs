@@ -32,6 +32,30 @@ fn mock_cfg(faults: bool) -> MockConfig {
     cfg
 }
 
+/// A test directory, kept for inspection when MLPREDICT_KEEP_TEST_DIR is set.
+struct TestDir {
+    path: std::path::PathBuf,
+    _guard: Option<tempfile::TempDir>,
+}
+
+fn test_dir() -> TestDir {
+    let t = tempfile::Builder::new()
+        .prefix("mlpredict-kafka")
+        .tempdir()
+        .unwrap();
+    if std::env::var("MLPREDICT_KEEP_TEST_DIR").is_ok() {
+        TestDir {
+            path: t.keep(),
+            _guard: None,
+        }
+    } else {
+        TestDir {
+            path: t.path().to_owned(),
+            _guard: Some(t),
+        }
+    }
+}
+
 fn records(n: usize) -> Vec<(String, String)> {
     (0..n)
         .map(|i| (format!("k{i}"), serde_json::json!({"id": i, "text": format!("review {i}: fine phone, {} stars", i % 5)}).to_string()))
@@ -40,7 +64,13 @@ fn records(n: usize) -> Vec<(String, String)> {
 
 fn spawn(config: &std::path::Path, until_idle: bool) -> Child {
     let mut cmd = Command::new(bin());
-    cmd.arg("run").arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::piped());
+    let log = config.with_extension(format!("{:08x}.log", rand::random::<u32>()));
+    eprintln!("instance log: {}", log.display());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
     if until_idle {
         cmd.arg("--until-idle");
     }
@@ -48,9 +78,12 @@ fn spawn(config: &std::path::Path, until_idle: bool) -> Child {
     cmd.spawn().unwrap()
 }
 
-fn wait_ok(child: Child, what: &str) {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+fn wait_ok(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{what} failed (see its instance log above)"
+    );
 }
 
 /// Every input id exactly once, ok with the mock's answer or an error.
@@ -59,28 +92,51 @@ fn check(bootstrap: &str, topic: &str, n: usize) -> (usize, usize) {
     let mut seen = BTreeMap::new();
     let (mut ok, mut err) = (0, 0);
     for (key, value) in &out {
-        let v: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|e| panic!("bad output {value}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(value).unwrap_or_else(|e| panic!("bad output {value}: {e}"));
         let id = v["id"].as_u64().unwrap();
-        assert_eq!(key.as_deref(), Some(format!("k{id}").as_str()), "output key = input key");
+        assert_eq!(
+            key.as_deref(),
+            Some(format!("k{id}").as_str()),
+            "output key = input key"
+        );
         assert!(seen.insert(id, ()).is_none(), "record {id} emitted twice");
         match v["ml_predict"]["status"].as_str() {
             Some("ok") => {
                 ok += 1;
                 let text = v["text"].as_str().unwrap();
-                assert_eq!(v["prediction"].as_str(), Some(mock_server::fake::chat_reply("gpt-4o-mini", text).as_str()));
+                assert_eq!(
+                    v["prediction"].as_str(),
+                    Some(mock_server::fake::chat_reply("gpt-4o-mini", text).as_str())
+                );
             }
             _ => err += 1,
         }
     }
-    let missing: Vec<_> = (0..n as u64).filter(|i| !seen.contains_key(i)).take(5).collect();
-    assert!(missing.is_empty(), "never emitted: {missing:?} ({} of {n} seen)", seen.len());
+    let missing: Vec<_> = (0..n as u64)
+        .filter(|i| !seen.contains_key(i))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never emitted: {missing:?} ({} of {n} seen)",
+        seen.len()
+    );
     (ok, err)
 }
 
 fn no_double_pay(server: &MockServer) {
     let stats = server.stats();
-    assert_eq!(stats.duplicate_answers, 0, "answered twice: {:?}", stats.duplicate_answer_keys);
-    assert!(stats.duplicate_creates.is_empty(), "created twice: {:?}", stats.duplicate_creates);
+    assert_eq!(
+        stats.duplicate_answers, 0,
+        "answered twice: {:?}",
+        stats.duplicate_answer_keys
+    );
+    assert!(
+        stats.duplicate_creates.is_empty(),
+        "created twice: {:?}",
+        stats.duplicate_creates
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,20 +147,34 @@ async fn two_instances_one_killed_stay_exactly_once() {
     create_topic(&bootstrap, &input, 3).await;
     let n = 10_000;
     let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n))).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = kafka_config(dir.path(), &bootstrap, &server.base_url(), &input, &output, &group, "max.inflight = 8\nmax.retries = 5\n");
+    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n)))
+        .await
+        .unwrap();
+    let dir = test_dir();
+    let config = kafka_config(
+        &dir.path,
+        &bootstrap,
+        &server.base_url(),
+        &input,
+        &output,
+        &group,
+        "max.inflight = 8\nmax.retries = 5\n",
+    );
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
         let a = spawn(&c, true);
         let mut b = spawn(&c, true);
         std::thread::sleep(Duration::from_millis(4000));
         b.kill().unwrap(); // SIGKILL mid-run
         b.wait().unwrap();
+        eprintln!("{:?}: killed b", t.elapsed());
         std::thread::sleep(Duration::from_millis(1500));
         let b2 = spawn(&c, true);
         wait_ok(a, "instance a");
+        eprintln!("{:?}: a done", t.elapsed());
         wait_ok(b2, "restarted instance b");
+        eprintln!("{:?}: b2 done", t.elapsed());
     })
     .await
     .unwrap();
@@ -124,17 +194,32 @@ async fn dead_letters_go_to_the_dlq_topic() {
     recs.push(("bad1".into(), "not json".into()));
     recs.push(("bad2".into(), r#"{"id": 1, "text": 5}"#.into()));
     let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &recs)).await.unwrap();
+    tokio::task::spawn_blocking(move || produce(&b, &i, &recs))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = kafka_config(dir.path(), &bootstrap, &server.base_url(), &input, &output, &group, "");
-    tokio::task::spawn_blocking(move || wait_ok(spawn(&config, true), "run")).await.unwrap();
+    let config = kafka_config(
+        dir.path(),
+        &bootstrap,
+        &server.base_url(),
+        &input,
+        &output,
+        &group,
+        "",
+    );
+    tokio::task::spawn_blocking(move || wait_ok(spawn(&config, true), "run"))
+        .await
+        .unwrap();
     check(&bootstrap, &output, 300);
     let dlq = read_all(&bootstrap, &format!("{output}-dlq"), 3);
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     for (key, value) in &dlq {
         let v: serde_json::Value = serde_json::from_str(value).unwrap();
         assert!(key.as_deref().is_some_and(|k| k.starts_with("bad")));
-        assert!(v["error"].is_string() && v["raw"].is_string() && v["offset"].is_u64(), "{v}");
+        assert!(
+            v["error"].is_string() && v["raw"].is_string() && v["offset"].is_u64(),
+            "{v}"
+        );
     }
     no_double_pay(&server);
 }

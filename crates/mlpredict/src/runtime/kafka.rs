@@ -23,18 +23,28 @@ use tokio::runtime::Handle;
 
 use super::calls::{CallCounts, Caller, Msg};
 use super::progress::Progress;
-use super::{batch_file, core_config, note_emission, now_ms, remote_files, result_targets, retry_batch, Options, Summary};
+use super::{
+    batch_file, core_config, note_emission, now_ms, record_file, remote_files, result_targets,
+    retry_batch, Options, Summary,
+};
 use crate::emit::{self, BatchRecords, JoinInput, OutputShape};
 use crate::files::LocalDir;
 use crate::provider;
 use crate::record::Fields;
 
+/// How long a bounded run with no partitions waits for some before it ends.
+const IDLE_GRACE: Duration = Duration::from_secs(15);
+
 #[derive(Default)]
 struct LaneIo {
     writer: Option<BufWriter<File>>,
+    records: Option<BufWriter<File>>,
     dead: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     /// Bounded runs: the partition's end when the lane was taken.
     end: Option<i64>,
+    /// The next offset this lane expects: a record before it was already
+    /// read (a fetch from before a seek) and is skipped.
+    next_offset: i64,
     eof_sent: bool,
 }
 
@@ -61,10 +71,19 @@ struct Shell<'a> {
     buf: Vec<u8>,
 }
 
-pub fn run_kafka(cfg: &PipelineConfig, rt: Handle, opts: Options, until_idle: bool) -> anyhow::Result<Summary> {
+pub fn run_kafka(
+    cfg: &PipelineConfig,
+    rt: Handle,
+    opts: Options,
+    until_idle: bool,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let SourceConfig::Kafka(src) = &cfg.source else { bail!("not a kafka source") };
-    let SinkConfig::Kafka(sink) = &cfg.sink else { bail!("source.type = \"kafka\" needs sink.type = \"kafka\"") };
+    let SourceConfig::Kafka(src) = &cfg.source else {
+        bail!("not a kafka source")
+    };
+    let SinkConfig::Kafka(sink) = &cfg.sink else {
+        bail!("source.type = \"kafka\" needs sink.type = \"kafka\"")
+    };
     let setup = provider::connect(cfg)?;
     let limits = setup.api.limits();
     let instance = format!("{:016x}", rand::random::<u64>());
@@ -73,7 +92,11 @@ pub fn run_kafka(cfg: &PipelineConfig, rt: Handle, opts: Options, until_idle: bo
         input_topic: src.topic.clone(),
         group_id: src.group_id.clone(),
         output_topic: sink.topic.clone(),
-        dlq_topic: Some(sink.dlq_topic.clone().unwrap_or_else(|| format!("{}-dlq", sink.topic))),
+        dlq_topic: Some(
+            sink.dlq_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}-dlq", sink.topic)),
+        ),
         state_topic: format!("mlpredict-{}-state", cfg.name),
         consumer_props: src.properties.clone(),
         producer_props: sink.properties.clone(),
@@ -100,7 +123,10 @@ pub fn run_kafka(cfg: &PipelineConfig, rt: Handle, opts: Options, until_idle: bo
         template: setup.template,
         format: setup.format,
         task: setup.task,
-        fields: Fields { input: &cfg.model.input, output: &cfg.model.output },
+        fields: Fields {
+            input: &cfg.model.input,
+            output: &cfg.model.output,
+        },
         shape: OutputShape::new(&cfg.model.output),
         caller,
         core: Core::new(core_config(cfg, limits)),
@@ -123,10 +149,15 @@ pub fn run_kafka(cfg: &PipelineConfig, rt: Handle, opts: Options, until_idle: bo
 }
 
 impl Shell<'_> {
-    fn run(&mut self, io: &KafkaIo, rx: &Receiver<(u64, Msg)>, opts: &Options) -> anyhow::Result<Summary> {
+    fn run(
+        &mut self,
+        io: &KafkaIo,
+        rx: &Receiver<(u64, Msg)>,
+        opts: &Options,
+    ) -> anyhow::Result<Summary> {
         let mut progress = Progress::new(opts.progress);
         let mut actions = Vec::new();
-        let mut ever_assigned = false;
+        let mut last_change = Instant::now();
         let mut paused = false;
         loop {
             if opts.shutdown.load(Ordering::SeqCst) {
@@ -145,7 +176,7 @@ impl Shell<'_> {
                         }),
                     }
                 }
-                ever_assigned = true;
+                last_change = Instant::now();
                 tracing::info!(partitions = ?self.assigned, "partition assignment changed; resuming their lanes");
                 // What is staged may belong to revoked lanes and is never
                 // committed: the rebuild resumes from what Kafka holds.
@@ -166,12 +197,23 @@ impl Shell<'_> {
             let mut read = 0;
             // At least one poll per turn, to serve the group even when paused.
             while read < 2048 && (read == 0 || self.core.wants_records()) {
-                let timeout = if read == 0 { Duration::from_millis(20) } else { Duration::ZERO };
+                let timeout = if read == 0 {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::ZERO
+                };
                 let mut record = None;
                 let got = io.poll(timeout, &mut |r| {
-                    record = Some((r.partition, r.offset, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)));
+                    record = Some((
+                        r.partition,
+                        r.offset,
+                        r.key.map(<[u8]>::to_vec),
+                        r.value.map(<[u8]>::to_vec),
+                    ));
                 });
-                let Some((partition, offset, key, value)) = record.filter(|_| got) else { break };
+                let Some((partition, offset, key, value)) = record.filter(|_| got) else {
+                    break;
+                };
                 read += 1;
                 self.on_record(partition, offset, key, value.as_deref())?;
             }
@@ -184,8 +226,20 @@ impl Shell<'_> {
             self.commit(io)?;
             progress.update(&self.summary, self.core.inflight(), self.core.queued());
             metrics::gauge!("batches_in_flight").set(self.core.inflight() as f64);
-            let all_ended = self.assigned.iter().all(|p| self.lanes.get(p).is_some_and(|l| l.eof_sent));
-            if self.until_idle && ever_assigned && all_ended && self.core.is_idle() && self.txn.is_empty() {
+            // A bounded run ends when its lanes are done, or when the group
+            // left it none for a while (more instances than partitions);
+            // never in the middle of a rebalance.
+            let all_ended = self
+                .assigned
+                .iter()
+                .all(|p| self.lanes.get(p).is_some_and(|l| l.eof_sent));
+            let settled = if self.assigned.is_empty() {
+                last_change.elapsed() > IDLE_GRACE
+            } else {
+                true
+            };
+            if self.until_idle && settled && all_ended && self.core.is_idle() && self.txn.is_empty()
+            {
                 break;
             }
             if read == 0 {
@@ -195,7 +249,6 @@ impl Shell<'_> {
                     }
                 }
             }
-            io.service();
         }
         progress.finish(&self.summary);
         Ok(self.summary.clone())
@@ -210,6 +263,7 @@ impl Shell<'_> {
         self.after_commit.clear();
         for p in self.lanes.keys() {
             let _ = std::fs::remove_file(self.local.open_lane(*p as u32));
+            let _ = std::fs::remove_file(self.local.open_lane_records(*p as u32));
         }
         self.lanes.clear();
         let mut starts = Vec::new();
@@ -217,28 +271,66 @@ impl Shell<'_> {
         for &p in &self.assigned {
             let st = io.read_state(p)?;
             let lane = st.lane.unwrap_or_default();
-            let next_seq = st.batches.keys().map(|&id| batch_core::seq_of(id) + 1).max().unwrap_or(1).max(lane.next_seq);
-            starts.push(LaneStart { lane: p as u32, watermark: lane.watermark as u64, next_seq });
-            open.extend(st.batches.into_values().filter(|b| b.phase != Phase::Emitted));
+            let next_seq = st
+                .batches
+                .keys()
+                .map(|&id| batch_core::seq_of(id) + 1)
+                .max()
+                .unwrap_or(1)
+                .max(lane.next_seq);
+            starts.push(LaneStart {
+                lane: p as u32,
+                watermark: lane.watermark as u64,
+                next_seq,
+            });
+            open.extend(
+                st.batches
+                    .into_values()
+                    .filter(|b| b.phase != Phase::Emitted),
+            );
             io.seek(p, lane.watermark)?;
-            let end = if self.until_idle { Some(io.end_offset(p)?) } else { None };
-            self.lanes.insert(p, LaneIo { end, ..LaneIo::default() });
+            let end = if self.until_idle {
+                Some(io.end_offset(p)?)
+            } else {
+                None
+            };
+            self.lanes.insert(
+                p,
+                LaneIo {
+                    end,
+                    next_offset: lane.watermark,
+                    ..LaneIo::default()
+                },
+            );
         }
         if !open.is_empty() {
-            tracing::info!(batches = open.len(), "resuming batches of the assigned lanes");
+            tracing::info!(
+                batches = open.len(),
+                "resuming batches of the assigned lanes"
+            );
         }
         let cfg = self.core.config().clone();
         self.core = Core::restore(cfg, &starts, open, now_ms());
         Ok(())
     }
 
-    fn on_record(&mut self, partition: i32, offset: i64, key: Option<Vec<u8>>, value: Option<&[u8]>) -> anyhow::Result<()> {
+    fn on_record(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Option<&[u8]>,
+    ) -> anyhow::Result<()> {
         let lane = partition as u32;
-        match self.lanes.get(&partition) {
+        match self.lanes.get_mut(&partition) {
             None => return Ok(()), // fetched just before a revocation
+            Some(l) if offset < l.next_offset => {
+                tracing::debug!(partition, offset, "skipping a record read twice");
+                return Ok(());
+            }
             // Bounded runs leave what came after the end for the next run.
             Some(l) if l.end.is_some_and(|e| offset >= e) => return Ok(()),
-            Some(_) => {}
+            Some(l) => l.next_offset = offset + 1,
         }
         self.summary.records_read += 1;
         let (pos, next, now) = (offset as u64, offset as u64 + 1, now_ms());
@@ -261,9 +353,18 @@ impl Shell<'_> {
                 let l = self.lanes.get_mut(&partition).expect("lane");
                 let w = match &mut l.writer {
                     Some(w) => w,
-                    None => l.writer.insert(LocalDir::create(&self.local.open_lane(lane))?),
+                    None => l
+                        .writer
+                        .insert(LocalDir::create(&self.local.open_lane(lane))?),
                 };
                 w.write_all(&self.buf)?;
+                let r = match &mut l.records {
+                    Some(r) => r,
+                    None => l
+                        .records
+                        .insert(LocalDir::create(&self.local.open_lane_records(lane))?),
+                };
+                record_file::write_frame(r, pos, key.as_deref(), value.unwrap_or_default())?;
                 if let Some(plan) = cuts.after {
                     self.seal_cut(plan)?;
                 }
@@ -277,7 +378,11 @@ impl Shell<'_> {
                     "raw": value.map(String::from_utf8_lossy),
                     "error": reason.0,
                 });
-                self.lanes.get_mut(&partition).expect("lane").dead.push((key, serde_json::to_vec(&dead)?));
+                self.lanes
+                    .get_mut(&partition)
+                    .expect("lane")
+                    .dead
+                    .push((key, serde_json::to_vec(&dead)?));
                 if let Some(plan) = cuts.after {
                     self.seal_cut(plan)?;
                 }
@@ -292,10 +397,14 @@ impl Shell<'_> {
         let positions = io.positions();
         for (&p, lane) in self.lanes.iter_mut() {
             let Some(end) = lane.end else { continue };
-            let at = positions.get(&p).copied().or_else(|| self.core.lane_watermark(p as u32).map(|w| w as i64));
+            let at = positions
+                .get(&p)
+                .copied()
+                .or_else(|| self.core.lane_watermark(p as u32).map(|w| w as i64));
             if !lane.eof_sent && at.is_some_and(|a| a >= end) {
                 lane.eof_sent = true;
-                self.core.handle(Event::EndOfInput { lane: p as u32 }, now_ms(), actions);
+                self.core
+                    .handle(Event::EndOfInput { lane: p as u32 }, now_ms(), actions);
             }
         }
         self.execute(io, actions)
@@ -307,15 +416,23 @@ impl Shell<'_> {
     fn seal_cut(&mut self, plan: Plan) -> anyhow::Result<()> {
         let p = plan.lane as i32;
         let tmp = self.local.open_lane(plan.lane);
+        let tmp_records = self.local.open_lane_records(plan.lane);
         let l = self.lanes.get_mut(&p).expect("lane");
-        match (&plan.batch, l.writer.take()) {
-            (Some(b), Some(w)) => self.local.seal(w, &tmp, &self.local.requests(b.id))?,
-            (Some(b), None) => bail!("internal error: batch {} cut with no records written", b.number),
-            (None, Some(w)) => {
-                drop(w);
-                let _ = std::fs::remove_file(&tmp);
+        match (&plan.batch, l.writer.take(), l.records.take()) {
+            (Some(b), Some(w), Some(r)) => {
+                self.local.seal(w, &tmp, &self.local.requests(b.id))?;
+                self.local
+                    .seal(r, &tmp_records, &self.local.records(b.id))?;
             }
-            (None, None) => {}
+            (Some(b), _, _) => bail!(
+                "internal error: batch {} cut with no records written",
+                b.number
+            ),
+            (None, w, r) => {
+                drop((w, r));
+                let _ = std::fs::remove_file(&tmp);
+                let _ = std::fs::remove_file(&tmp_records);
+            }
         }
         self.summary.dead_letters += l.dead.len() as u64;
         metrics::counter!("records_dead_lettered_total").increment(l.dead.len() as u64);
@@ -324,19 +441,38 @@ impl Shell<'_> {
             self.txn.state.push(StateRecord::batch(p, b));
         }
         let next_seq = self.core.lane_next_seq(plan.lane).unwrap_or(1);
-        self.txn.state.push(StateRecord::lane(p, LaneRecord { watermark: plan.end as i64, next_seq }));
+        self.txn.state.push(StateRecord::lane(
+            p,
+            LaneRecord {
+                watermark: plan.end as i64,
+                next_seq,
+            },
+        ));
         Ok(())
     }
 
     fn on_msg(&mut self, io: &KafkaIo, msg: Msg, actions: &mut Vec<Action>) -> anyhow::Result<()> {
         match msg {
             Msg::Core(event) => {
-                if matches!(&event, Event::Created { result: Ok(_), .. } | Event::Found { result: Ok(Some(_)), .. }) {
+                if matches!(
+                    &event,
+                    Event::Created { result: Ok(_), .. }
+                        | Event::Found {
+                            result: Ok(Some(_)),
+                            ..
+                        }
+                ) {
                     self.summary.batches_submitted += 1;
                 }
                 self.core.handle(event, now_ms(), actions);
             }
-            Msg::Downloaded { batch, final_generation, retry_id, retry_number, files } => {
+            Msg::Downloaded {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+                files,
+            } => {
                 self.emit(io, &batch, final_generation, retry_id, retry_number, &files)?;
             }
         }
@@ -348,7 +484,10 @@ impl Shell<'_> {
             for action in std::mem::take(actions) {
                 match action {
                     Action::Cut(plan) => self.seal_cut(plan)?,
-                    Action::Persist(batch) => self.txn.state.push(StateRecord::batch(batch.lane as i32, &batch)),
+                    Action::Persist(batch) => self
+                        .txn
+                        .state
+                        .push(StateRecord::batch(batch.lane as i32, &batch)),
                     Action::Warn(msg) => tracing::warn!("{msg}"),
                     Action::Fatal(msg) => bail!("{msg}"),
                     // Write-ahead: a call waits for the state it depends on.
@@ -364,7 +503,11 @@ impl Shell<'_> {
         match action {
             Action::Upload(batch) => {
                 let path = self.ensure_requests(io, &batch)?;
-                self.caller.upload(batch.id, path, format!("{}-a{}.jsonl", batch.number, batch.attempt));
+                self.caller.upload(
+                    batch.id,
+                    path,
+                    format!("{}-a{}.jsonl", batch.number, batch.attempt),
+                );
             }
             Action::Create(batch) => {
                 let path = self.ensure_requests(io, &batch)?;
@@ -373,12 +516,18 @@ impl Shell<'_> {
             Action::Find { batch, not_before } => self.caller.find(batch, not_before),
             Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
             Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
-            Action::Emit { batch, final_generation, retry_id, retry_number } => {
+            Action::Emit {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+            } => {
                 let targets = result_targets(&self.local, &batch);
                 if targets.is_empty() {
                     self.emit(io, &batch, final_generation, retry_id, retry_number, &[])?;
                 } else {
-                    self.caller.download(batch, final_generation, retry_id, retry_number, targets);
+                    self.caller
+                        .download(batch, final_generation, retry_id, retry_number, targets);
                 }
             }
             Action::Cleanup(batch) => {
@@ -387,13 +536,25 @@ impl Shell<'_> {
                     self.caller.delete_files(remote_files(batch));
                 }
             }
-            Action::Cut(_) | Action::Persist(_) | Action::Warn(_) | Action::Fatal(_) => unreachable!("handled in execute"),
+            Action::Cut(_) | Action::Persist(_) | Action::Warn(_) | Action::Fatal(_) => {
+                unreachable!("handled in execute")
+            }
         }
         Ok(())
     }
 
     fn ensure_requests(&mut self, io: &KafkaIo, batch: &Batch) -> anyhow::Result<PathBuf> {
-        batch_file::ensure_requests(&self.local, &self.template, &self.fields, batch, &mut KafkaRecords(io))
+        let mut records = KafkaRecords {
+            io,
+            local: &self.local,
+        };
+        batch_file::ensure_requests(
+            &self.local,
+            &self.template,
+            &self.fields,
+            batch,
+            &mut records,
+        )
     }
 
     /// Stage an emission: output records, the batch `emitted` (a tombstone)
@@ -420,8 +581,16 @@ impl Shell<'_> {
                 task: self.task,
                 shape: &self.shape,
             },
-            &mut KafkaRecords(io),
-            &mut |key, line| outputs.push((key.map(<[u8]>::to_vec), line.strip_suffix(b"\n").unwrap_or(line).to_vec())),
+            &mut KafkaRecords {
+                io,
+                local: &self.local,
+            },
+            &mut |key, line| {
+                outputs.push((
+                    key.map(<[u8]>::to_vec),
+                    line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
+                ))
+            },
         )?;
         let now = now_ms();
         let p = batch.lane as i32;
@@ -430,13 +599,44 @@ impl Shell<'_> {
         done.phase = Phase::Emitted;
         self.txn.state.push(StateRecord::batch(p, &done));
         if let Some(r) = &retry {
+            self.keep_records(batch, r)?;
             self.txn.state.push(StateRecord::batch(p, r));
             let next_seq = self.core.lane_next_seq(batch.lane).unwrap_or(1);
             let watermark = self.core.lane_watermark(batch.lane).unwrap_or(0) as i64;
-            self.txn.state.push(StateRecord::lane(p, LaneRecord { watermark, next_seq }));
+            self.txn.state.push(StateRecord::lane(
+                p,
+                LaneRecord {
+                    watermark,
+                    next_seq,
+                },
+            ));
         }
         note_emission(&mut self.summary, batch, &joined, now);
-        self.after_commit.push(Event::Emitted { id: batch.id, retry });
+        self.after_commit.push(Event::Emitted {
+            id: batch.id,
+            retry,
+        });
+        Ok(())
+    }
+
+    /// Copy a retry batch's members out of its parent's local records.
+    fn keep_records(&self, parent: &Batch, retry: &Batch) -> anyhow::Result<()> {
+        let members: BTreeSet<u64> = retry.members.iter().flatten().copied().collect();
+        let tmp = self.local.records(retry.id).with_extension("part");
+        let mut w = LocalDir::create(&tmp)?;
+        let mut result = Ok(());
+        let found = record_file::visit(&self.local.records(parent.id), &mut |pos, key, value| {
+            if members.contains(&pos) && result.is_ok() {
+                result = record_file::write_frame(&mut w, pos, key, value);
+            }
+        })?;
+        result?;
+        if found {
+            self.local.seal(w, &tmp, &self.local.records(retry.id))?;
+        } else {
+            drop(w);
+            let _ = std::fs::remove_file(&tmp);
+        }
         Ok(())
     }
 
@@ -474,22 +674,38 @@ impl Shell<'_> {
     }
 }
 
-/// A batch's records, read again from its input partition by offset.
-struct KafkaRecords<'a>(&'a KafkaIo);
+/// A batch's records: from its local copy, or read again from its input
+/// partition by offset when the copy is gone (the lane moved here).
+struct KafkaRecords<'a> {
+    io: &'a KafkaIo,
+    local: &'a LocalDir,
+}
 
 impl BatchRecords for KafkaRecords<'_> {
-    fn visit(&mut self, batch: &Batch, f: &mut dyn FnMut(u64, Option<&[u8]>, &[u8])) -> anyhow::Result<()> {
+    fn visit(
+        &mut self,
+        batch: &Batch,
+        f: &mut dyn FnMut(u64, Option<&[u8]>, &[u8]),
+    ) -> anyhow::Result<()> {
+        if record_file::visit(&self.local.records(batch.id), f)? {
+            return Ok(());
+        }
         let p = batch.lane as i32;
         let (first, end) = match &batch.members {
             None => (batch.first, batch.end),
-            Some(m) => (m.iter().copied().min().unwrap_or(batch.first), m.iter().copied().max().map_or(batch.first, |x| x + 1)),
+            Some(m) => (
+                m.iter().copied().min().unwrap_or(batch.first),
+                m.iter().copied().max().map_or(batch.first, |x| x + 1),
+            ),
         };
-        let members: Option<BTreeSet<u64>> = batch.members.as_ref().map(|m| m.iter().copied().collect());
-        self.0.read_input(p, first as i64, end as i64, &mut |offset, key, value| {
-            let pos = offset as u64;
-            if members.as_ref().is_none_or(|m| m.contains(&pos)) {
-                f(pos, key, value.unwrap_or_default());
-            }
-        })
+        let members: Option<BTreeSet<u64>> =
+            batch.members.as_ref().map(|m| m.iter().copied().collect());
+        self.io
+            .read_input(p, first as i64, end as i64, &mut |offset, key, value| {
+                let pos = offset as u64;
+                if members.as_ref().is_none_or(|m| m.contains(&pos)) {
+                    f(pos, key, value.unwrap_or_default());
+                }
+            })
     }
 }

@@ -6,6 +6,7 @@ mod batch_file;
 mod calls;
 mod kafka;
 mod progress;
+mod record_file;
 
 pub use kafka::run_kafka;
 
@@ -21,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use batch_api::wire::{RequestTemplate, Task, WireFormat};
 use batch_core::{
-    seq_of, LaneStart,
-    write_custom_id, Action, Batch, Core, CoreConfig, Event, Millis, Phase, Plan, RemoteState,
+    seq_of, write_custom_id, Action, Batch, Core, CoreConfig, Event, LaneStart, Millis, Phase,
+    Plan, RemoteState,
 };
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
 use state_store::Store;
@@ -171,8 +172,17 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         pipeline: cfg.name.clone(),
         epoch: 0,
     };
-    let lanes = [LaneStart { lane: LANE, watermark, next_seq: seq_of(snapshot.next_id) }];
-    let mut core = Core::restore(core_config(cfg, limits), &lanes, snapshot.open_batches, now_ms());
+    let lanes = [LaneStart {
+        lane: LANE,
+        watermark,
+        next_seq: seq_of(snapshot.next_id),
+    }];
+    let mut core = Core::restore(
+        core_config(cfg, limits),
+        &lanes,
+        snapshot.open_batches,
+        now_ms(),
+    );
     let mut shell = Shell {
         cfg,
         store,
@@ -500,7 +510,13 @@ impl Shell<'_> {
 
     fn ensure_requests(&mut self, batch: &Batch) -> anyhow::Result<PathBuf> {
         let mut records = source::FileRecords(&self.source_file);
-        batch_file::ensure_requests(&self.local, &self.template, &self.fields, batch, &mut records)
+        batch_file::ensure_requests(
+            &self.local,
+            &self.template,
+            &self.fields,
+            batch,
+            &mut records,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -571,7 +587,13 @@ impl Shell<'_> {
 }
 
 /// The batch that retries an emitted batch's retriable failures.
-pub(crate) fn retry_batch(batch: &Batch, retry: &[u64], retry_id: u64, retry_number: String, now: Millis) -> Option<Batch> {
+pub(crate) fn retry_batch(
+    batch: &Batch,
+    retry: &[u64],
+    retry_id: u64,
+    retry_number: String,
+    now: Millis,
+) -> Option<Batch> {
     (!retry.is_empty()).then(|| Batch {
         id: retry_id,
         number: retry_number,
@@ -593,7 +615,12 @@ pub(crate) fn retry_batch(batch: &Batch, retry: &[u64], retry_id: u64, retry_num
 }
 
 /// Counters and metrics of one committed emission.
-pub(crate) fn note_emission(summary: &mut Summary, batch: &Batch, joined: &emit::Joined, now: Millis) {
+pub(crate) fn note_emission(
+    summary: &mut Summary,
+    batch: &Batch,
+    joined: &emit::Joined,
+    now: Millis,
+) {
     let c = joined.counts;
     summary.ok += c.ok;
     summary.errors += c.errors;
@@ -624,7 +651,10 @@ pub(crate) fn note_emission(summary: &mut Summary, batch: &Batch, joined: &emit:
 pub(crate) fn result_targets(local: &LocalDir, batch: &Batch) -> Vec<(String, PathBuf)> {
     let mut targets = Vec::new();
     if batch.failure.is_none() {
-        for (file, which) in [(&batch.output_file, "output"), (&batch.error_file, "errors")] {
+        for (file, which) in [
+            (&batch.output_file, "output"),
+            (&batch.error_file, "errors"),
+        ] {
             if let Some(f) = file.as_ref().filter(|f| !f.is_empty()) {
                 targets.push((f.clone(), local.results(batch.id, which)));
             }

@@ -16,7 +16,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Start (or find) the project's broker; returns its bootstrap address.
@@ -24,14 +27,28 @@ pub fn broker() -> String {
     if let Ok(b) = std::env::var("MLPREDICT_KAFKA_BOOTSTRAP") {
         return b;
     }
-    let out = Command::new(repo().join("scripts/kafka/broker.sh")).arg("start").output().expect("run broker.sh");
-    assert!(out.status.success(), "broker.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo().join("scripts/kafka/broker.sh"))
+        .arg("start")
+        .output()
+        .expect("run broker.sh");
+    assert!(
+        out.status.success(),
+        "broker.sh start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 pub fn broker_cmd(args: &[&str]) {
-    let out = Command::new(repo().join("scripts/kafka/broker.sh")).args(args).output().expect("run broker.sh");
-    assert!(out.status.success(), "broker.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo().join("scripts/kafka/broker.sh"))
+        .args(args)
+        .output()
+        .expect("run broker.sh");
+    assert!(
+        out.status.success(),
+        "broker.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -39,10 +56,15 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
     let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let r = admin.create_topics([&t], &AdminOptions::new()).await.unwrap();
+    let r = admin
+        .create_topics([&t], &AdminOptions::new())
+        .await
+        .unwrap();
     r.into_iter().for_each(|x| {
         x.unwrap();
     });
@@ -50,7 +72,12 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 
 /// Produce `values` with keys `k{i}`, spread over partitions by key.
 pub fn produce(bootstrap: &str, topic: &str, values: &[(String, String)]) {
-    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "5").create().unwrap();
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
     for (k, v) in values {
         let mut rec = BaseRecord::to(topic).key(k.as_str()).payload(v.as_str());
         loop {
@@ -78,8 +105,11 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(Option<St
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-        let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+        let (low, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
         if high > low {
             ends.insert(p, high);
         }
@@ -95,10 +125,10 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(Option<St
             ));
         }
         let pos = c.position().unwrap();
-        let done = pos
-            .elements()
-            .iter()
-            .all(|e| ends.get(&e.partition()).is_none_or(|&end| e.offset().to_raw().unwrap_or(0) >= end));
+        let done = pos.elements().iter().all(|e| {
+            ends.get(&e.partition())
+                .is_none_or(|&end| e.offset().to_raw().unwrap_or(0) >= end)
+        });
         if done {
             return out;
         }
@@ -106,7 +136,15 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(Option<St
     }
 }
 
-pub fn kafka_config(dir: &Path, bootstrap: &str, mock: &str, input: &str, output: &str, group: &str, extra: &str) -> PathBuf {
+pub fn kafka_config(
+    dir: &Path,
+    bootstrap: &str,
+    mock: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    extra: &str,
+) -> PathBuf {
     let toml = format!(
         r#"[pipeline]
 name = "{group}"
