@@ -141,6 +141,7 @@ fn no_double_pay(server: &MockServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_one_killed_stay_exactly_once() {
+    let _serial = serial();
     let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
     let server = MockServer::start(mock_cfg(true)).await.unwrap();
     let (input, output, group) = (unique("in"), unique("out"), unique("g"));
@@ -186,6 +187,7 @@ async fn two_instances_one_killed_stay_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_go_to_the_dlq_topic() {
+    let _serial = serial();
     let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
     let server = MockServer::start(mock_cfg(false)).await.unwrap();
     let (input, output, group) = (unique("in"), unique("out"), unique("g"));
@@ -197,9 +199,9 @@ async fn dead_letters_go_to_the_dlq_topic() {
     tokio::task::spawn_blocking(move || produce(&b, &i, &recs))
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let config = kafka_config(
-        dir.path(),
+        &dir.path,
         &bootstrap,
         &server.base_url(),
         &input,
@@ -222,4 +224,76 @@ async fn dead_letters_go_to_the_dlq_topic() {
         );
     }
     no_double_pay(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_with_batches_in_flight_resumes_them_without_resubmitting() {
+    let _serial = serial();
+    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
+    let mut cfg = mock_cfg(false);
+    cfg.in_progress = Duration::from_millis(1500);
+    let server = MockServer::start(cfg).await.unwrap();
+    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
+    create_topic(&bootstrap, &input, 3).await;
+    let n = 3000;
+    let (b, i) = (bootstrap.clone(), input.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n))).await.unwrap();
+    let dir = test_dir();
+    let config = kafka_config(&dir.path, &bootstrap, &server.base_url(), &input, &output, &group, "max.inflight = 16\n");
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let a = spawn(&c, true);
+        std::thread::sleep(Duration::from_millis(2500));
+        // A third instance joins while a's batches are in flight, takes some
+        // lanes, then leaves (SIGTERM) while its own batches are in flight.
+        let joiner = spawn(&c, false);
+        std::thread::sleep(Duration::from_millis(6000));
+        unsafe { libc_kill(joiner.id() as i32, 15) };
+        wait_ok(joiner, "the instance that joined and left");
+        wait_ok(a, "instance a");
+    })
+    .await
+    .unwrap();
+    let (ok, err) = check(&bootstrap, &output, n);
+    assert_eq!((ok, err), (n, 0));
+    no_double_pay(&server);
+    let stats = server.stats();
+    // Lanes moved while their batches ran: resumed (polled or adopted), never
+    // created again.
+    assert_eq!(stats.batches_created as usize, stats.creates_by_batch_number.len(), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_run_is_survived() {
+    let _serial = serial();
+    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
+    let mut cfg = mock_cfg(true);
+    cfg.in_progress = Duration::from_millis(300);
+    let server = MockServer::start(cfg).await.unwrap();
+    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
+    create_topic(&bootstrap, &input, 3).await;
+    let n = 3000;
+    let (b, i) = (bootstrap.clone(), input.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n))).await.unwrap();
+    let dir = test_dir();
+    let config = kafka_config(&dir.path, &bootstrap, &server.base_url(), &input, &output, &group, "max.retries = 5\n");
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let a = spawn(&c, true);
+        std::thread::sleep(Duration::from_millis(3000));
+        broker_cmd(&["stop"]);
+        std::thread::sleep(Duration::from_millis(3000));
+        broker_cmd(&["start"]);
+        wait_ok(a, "the instance that lived through a broker restart");
+    })
+    .await
+    .unwrap();
+    let (ok, err) = check(&bootstrap, &output, n);
+    assert_eq!(ok + err, n);
+    no_double_pay(&server);
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

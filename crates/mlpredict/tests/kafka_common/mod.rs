@@ -22,6 +22,12 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// Kafka tests share one broker and one of them restarts it: one at a time.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Start (or find) the project's broker; returns its bootstrap address.
 pub fn broker() -> String {
     if let Ok(b) = std::env::var("MLPREDICT_KAFKA_BOOTSTRAP") {
