@@ -19,6 +19,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
 
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    scripts/kafka/broker.sh deps
+fi
+
+echo "== starting the Kafka broker for the Kafka tests" >&2
+started_broker=0
+scripts/kafka/broker.sh status >/dev/null 2>&1 || started_broker=1
+MLPREDICT_KAFKA_BOOTSTRAP="$(scripts/kafka/broker.sh start)"
+export MLPREDICT_KAFKA_BOOTSTRAP
+if [ "$started_broker" = 1 ]; then
+    trap 'scripts/kafka/broker.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
 echo "== building" >&2
 cargo build --workspace --all-targets --quiet
 
