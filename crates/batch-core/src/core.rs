@@ -110,6 +110,10 @@ pub enum Action {
         id: u64,
         remote_id: String,
     },
+    /// Poll several batches with one listing; the shell answers each with
+    /// [`Event::Polled`] (falling back to single polls for any it did not
+    /// find).
+    PollMany(Vec<(u64, String)>),
     Cancel {
         id: u64,
         remote_id: String,
@@ -388,6 +392,7 @@ impl Core {
             self.cut_lane(lane, now, out);
         }
         let mut inflight = self.inflight();
+        let (mut due_polls, mut waiting_polls) = (Vec::new(), Vec::new());
         for run in self.runs.values_mut() {
             if !run.started {
                 if inflight >= self.cfg.max_inflight as usize {
@@ -396,12 +401,42 @@ impl Core {
                 run.started = true;
                 inflight += 1;
             }
-            if run.busy || run.wake_at > now {
+            if run.busy {
+                continue;
+            }
+            if run.step == Step::Poll {
+                let remote = run.batch.remote_id.clone().unwrap_or_default();
+                if run.wake_at <= now {
+                    due_polls.push((run.batch.id, remote));
+                } else {
+                    waiting_polls.push((run.batch.id, remote));
+                }
+                continue;
+            }
+            if run.wake_at > now {
                 continue;
             }
             run.busy = true;
             let lane = self.lanes.get_mut(&run.batch.lane);
             out.push(step_action(&self.cfg, run, lane));
+        }
+        if due_polls.is_empty() {
+            return;
+        }
+        // One listing answers for every batch waiting to be polled: when
+        // one is due and enough are waiting, poll them all at once.
+        let min = self.cfg.list_poll_min;
+        if min > 0 && due_polls.len() + waiting_polls.len() >= min {
+            due_polls.append(&mut waiting_polls);
+            for (id, _) in &due_polls {
+                self.runs.get_mut(id).expect("run").busy = true;
+            }
+            out.push(Action::PollMany(due_polls));
+        } else {
+            for (id, remote_id) in due_polls {
+                self.runs.get_mut(&id).expect("run").busy = true;
+                out.push(Action::Poll { id, remote_id });
+            }
         }
     }
 

@@ -47,6 +47,10 @@ pub struct CoreConfig {
     /// Base of exponential backoff for failed calls.
     pub backoff_base_ms: Millis,
     pub backoff_cap_ms: Millis,
+    /// With at least this many batches waiting to be polled, poll them all
+    /// with one listing ([`Action::PollMany`]) instead of one call each;
+    /// 0 turns list polling off (providers without a usable listing).
+    pub list_poll_min: usize,
 }
 
 impl CoreConfig {
@@ -64,6 +68,7 @@ impl CoreConfig {
             max_retries: 3,
             backoff_base_ms: 100,
             backoff_cap_ms: 5_000,
+            list_poll_min: 3,
         }
     }
 }

@@ -59,5 +59,6 @@ fn exactly_once_under_faults_and_crashes() {
             totals.cancelled > 0 && totals.whole_batch_errors > 0,
             "{totals:?}"
         );
+        assert!(totals.lane_moves > 0 && totals.list_polls > 0, "{totals:?}");
     }
 }

@@ -237,9 +237,19 @@ async fn a_rebalance_with_batches_in_flight_resumes_them_without_resubmitting() 
     create_topic(&bootstrap, &input, 3).await;
     let n = 3000;
     let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n))).await.unwrap();
+    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n)))
+        .await
+        .unwrap();
     let dir = test_dir();
-    let config = kafka_config(&dir.path, &bootstrap, &server.base_url(), &input, &output, &group, "max.inflight = 16\n");
+    let config = kafka_config(
+        &dir.path,
+        &bootstrap,
+        &server.base_url(),
+        &input,
+        &output,
+        &group,
+        "max.inflight = 16\n",
+    );
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
         let a = spawn(&c, true);
@@ -260,7 +270,11 @@ async fn a_rebalance_with_batches_in_flight_resumes_them_without_resubmitting() 
     let stats = server.stats();
     // Lanes moved while their batches ran: resumed (polled or adopted), never
     // created again.
-    assert_eq!(stats.batches_created as usize, stats.creates_by_batch_number.len(), "{stats:?}");
+    assert_eq!(
+        stats.batches_created as usize,
+        stats.creates_by_batch_number.len(),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,9 +288,19 @@ async fn a_broker_restart_mid_run_is_survived() {
     create_topic(&bootstrap, &input, 3).await;
     let n = 3000;
     let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n))).await.unwrap();
+    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n)))
+        .await
+        .unwrap();
     let dir = test_dir();
-    let config = kafka_config(&dir.path, &bootstrap, &server.base_url(), &input, &output, &group, "max.retries = 5\n");
+    let config = kafka_config(
+        &dir.path,
+        &bootstrap,
+        &server.base_url(),
+        &input,
+        &output,
+        &group,
+        "max.retries = 5\n",
+    );
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
         let a = spawn(&c, true);

@@ -52,6 +52,23 @@ async fn every_record_once_with_its_prediction_and_dead_letters() {
     assert_eq!(stats.batches_created, 10, "{stats:?}");
     assert_eq!(stats.requests_answered, 500);
     assert_eq!(stats.duplicate_answers, 0);
+    // With several batches waiting, one listing polls them all.
+    let lists = stats
+        .calls_by_route
+        .get("GET /v1/batches")
+        .copied()
+        .unwrap_or(0);
+    let gets = stats
+        .calls_by_route
+        .get("GET /v1/batches/{id}")
+        .copied()
+        .unwrap_or(0);
+    assert!(lists > 0, "no list polling: {:?}", stats.calls_by_route);
+    assert!(
+        gets < 10 * 8,
+        "per-batch polls should be rare: {:?}",
+        stats.calls_by_route
+    );
     // The API key never reaches logs.
     assert!(!stderr(&out).contains("sk-test-secret-key"));
 }

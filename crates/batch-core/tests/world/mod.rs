@@ -26,6 +26,7 @@ pub struct Totals {
     pub retried_records: u64,
     pub whole_batch_errors: u64,
     pub lane_moves: u64,
+    pub list_polls: u64,
     pub steps: u64,
 }
 
@@ -55,6 +56,7 @@ impl Totals {
         self.retried_records += o.retried_records;
         self.whole_batch_errors += o.whole_batch_errors;
         self.lane_moves += o.lane_moves;
+        self.list_polls += o.list_polls;
         self.steps += o.steps;
     }
 }
@@ -115,6 +117,7 @@ impl World {
             }
         }
         let mut cfg = CoreConfig::for_tests("sim");
+        cfg.list_poll_min = [0, 2, 3, 5][rng.random_range(0..4)];
         cfg.batch_size = rng.random_range(1..=40);
         cfg.max_bytes = rng.random_range(50..=2_000);
         cfg.max_inflight = rng.random_range(1..=6);
@@ -385,6 +388,13 @@ impl World {
             Action::Poll { id, remote_id } => {
                 let result = self.provider.poll(&remote_id, self.now);
                 self.answer(latency, Event::Polled { id, result });
+            }
+            Action::PollMany(batches) => {
+                self.totals.list_polls += 1;
+                for (id, remote_id) in batches {
+                    let result = self.provider.poll(&remote_id, self.now);
+                    self.answer(latency, Event::Polled { id, result });
+                }
             }
             Action::Cancel { id, remote_id } => {
                 let result = self.provider.cancel(&remote_id, self.now, &mut self.totals);

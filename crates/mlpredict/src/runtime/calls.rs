@@ -30,6 +30,7 @@ pub struct CallCounts {
     pub create: AtomicU64,
     pub find: AtomicU64,
     pub poll: AtomicU64,
+    pub list: AtomicU64,
     pub download: AtomicU64,
     pub cancel: AtomicU64,
     pub delete: AtomicU64,
@@ -151,6 +152,45 @@ impl Caller {
                 id,
                 result: r.map(remote).map_err(|e| failure(&e)),
             })
+        });
+    }
+
+    /// Poll many batches with newest-first listings: one call reports up to
+    /// 100 of them. Batches not found within a few pages are polled singly.
+    pub fn poll_many(&self, batches: Vec<(u64, String)>) {
+        let c = self.clone();
+        let (tx, epoch) = (self.tx.clone(), self.epoch);
+        self.rt.spawn(async move {
+            let mut wanted: std::collections::HashMap<String, u64> = batches
+                .into_iter()
+                .map(|(id, remote)| (remote, id))
+                .collect();
+            let max_pages = wanted.len() / 100 + 3;
+            let mut after: Option<String> = None;
+            for _ in 0..max_pages {
+                c.counts.list.fetch_add(1, Ordering::Relaxed);
+                let r = c.api.list(after.as_deref(), 100).await;
+                note(&c.counts, "list", &r);
+                let Ok(page) = r else { break };
+                for b in page.batches {
+                    if let Some(id) = wanted.remove(&b.id) {
+                        let _ = tx.send((
+                            epoch,
+                            Msg::Core(Event::Polled {
+                                id,
+                                result: Ok(remote(b)),
+                            }),
+                        ));
+                    }
+                }
+                match page.next_after {
+                    Some(next) if !wanted.is_empty() => after = Some(next),
+                    _ => break,
+                }
+            }
+            for (remote_id, id) in wanted {
+                c.poll(id, remote_id);
+            }
         });
     }
 

@@ -86,6 +86,7 @@ pub fn run_kafka(
     };
     let setup = provider::connect(cfg)?;
     let limits = setup.api.limits();
+    let list_polling = setup.api.name() != "generic";
     let instance = format!("{:016x}", rand::random::<u64>());
     let settings = Settings {
         bootstrap: src.bootstrap_servers.clone(),
@@ -129,7 +130,7 @@ pub fn run_kafka(
         },
         shape: OutputShape::new(&cfg.model.output),
         caller,
-        core: Core::new(core_config(cfg, limits)),
+        core: Core::new(core_config(cfg, limits, list_polling)),
         assigned: BTreeSet::new(),
         lanes: BTreeMap::new(),
         txn: Txn::default(),
@@ -515,6 +516,7 @@ impl Shell<'_> {
             }
             Action::Find { batch, not_before } => self.caller.find(batch, not_before),
             Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
+            Action::PollMany(batches) => self.caller.poll_many(batches),
             Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
             Action::Emit {
                 batch,

@@ -71,7 +71,13 @@ pub fn now_ms() -> Millis {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub fn core_config(cfg: &PipelineConfig, limits: batch_api::Limits) -> CoreConfig {
+/// `list_polling`: the provider's listing reports full batch states (the
+/// generic protocol's listing is our extension and may not).
+pub fn core_config(
+    cfg: &PipelineConfig,
+    limits: batch_api::Limits,
+    list_polling: bool,
+) -> CoreConfig {
     let b = &cfg.batch;
     CoreConfig {
         prefix: cfg.batch_number_prefix().to_owned(),
@@ -92,6 +98,7 @@ pub fn core_config(cfg: &PipelineConfig, limits: batch_api::Limits) -> CoreConfi
         max_retries: b.max_retries,
         backoff_base_ms: 500,
         backoff_cap_ms: 60_000,
+        list_poll_min: if list_polling { 3 } else { 0 },
     }
 }
 
@@ -135,6 +142,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
     };
     let setup = provider::connect(cfg)?;
     let limits = setup.api.limits();
+    let list_polling = setup.api.name() != "generic";
     let dir = state_dir(cfg);
     let store = Store::open(&dir)?;
     let snapshot = store.load()?;
@@ -178,7 +186,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         next_seq: seq_of(snapshot.next_id),
     }];
     let mut core = Core::restore(
-        core_config(cfg, limits),
+        core_config(cfg, limits, list_polling),
         &lanes,
         snapshot.open_batches,
         now_ms(),
@@ -435,6 +443,7 @@ impl Shell<'_> {
             }
             Action::Find { batch, not_before } => self.caller.find(batch, not_before),
             Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
+            Action::PollMany(batches) => self.caller.poll_many(batches),
             Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
             Action::Emit {
                 batch,
