@@ -78,8 +78,21 @@ fn spawn(config: &std::path::Path, until_idle: bool) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// Wait for an instance to finish, at most a few minutes: a bounded run
+/// that never ends is a failure, not a hung CI.
 fn wait_ok(mut child: Child, what: &str) {
-    let status = child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within 240 s (see its instance log above)");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         status.success(),
         "{what} failed (see its instance log above)"

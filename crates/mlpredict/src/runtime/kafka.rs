@@ -182,7 +182,10 @@ impl Shell<'_> {
                 // What is staged may belong to revoked lanes and is never
                 // committed: the rebuild resumes from what Kafka holds.
                 self.rebuild(io)?;
+                // librdkafka keeps a partition's pause across a rebalance
+                // that hands it back: start every lane unpaused.
                 paused = false;
+                io.pause(false);
             }
             // Hold the source back while the core has enough batches queued,
             // but keep polling so the group sees this instance alive.
