@@ -193,6 +193,9 @@ pub struct Core {
     cfg: CoreConfig,
     lanes: BTreeMap<LaneId, Lane>,
     runs: BTreeMap<u64, Run>,
+    /// Runs with `started` set: kept as a count because the source asks
+    /// [`Core::wants_records`] for every record it reads.
+    started: usize,
     fatal: bool,
 }
 
@@ -205,6 +208,7 @@ impl Core {
             cfg,
             lanes: BTreeMap::new(),
             runs: BTreeMap::new(),
+            started: 0,
             fatal: false,
         }
     }
@@ -237,6 +241,7 @@ impl Core {
     pub fn drop_lane(&mut self, lane: LaneId) {
         self.lanes.remove(&lane);
         self.runs.retain(|_, r| r.batch.lane != lane);
+        self.started = self.runs.values().filter(|r| r.started).count();
     }
 
     fn add_batch(&mut self, batch: Batch, now: Millis) {
@@ -253,7 +258,11 @@ impl Core {
             Phase::Finished => Step::Emit,
             Phase::Emitted => return,
         };
-        self.runs.insert(batch.id, Run::new(batch, step, now));
+        let run = Run::new(batch, step, now);
+        self.started += usize::from(run.started);
+        if let Some(old) = self.runs.insert(run.batch.id, run) {
+            self.started -= usize::from(old.started);
+        }
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -285,13 +294,17 @@ impl Core {
 
     /// Batches handed to the provider and not yet emitted.
     pub fn inflight(&self) -> usize {
-        self.runs.values().filter(|r| r.started).count()
+        debug_assert_eq!(
+            self.started,
+            self.runs.values().filter(|r| r.started).count()
+        );
+        self.started
     }
 
     /// Batches cut but not yet started: the source should pause while this
     /// is at the in-flight limit, so that planning cannot run far ahead.
     pub fn queued(&self) -> usize {
-        self.runs.values().filter(|r| !r.started).count()
+        self.runs.len() - self.inflight()
     }
 
     /// Whether the source may read more: keeps at most one in-flight limit's
@@ -399,6 +412,7 @@ impl Core {
                     continue;
                 }
                 run.started = true;
+                self.started += 1;
                 inflight += 1;
             }
             if run.busy {
@@ -519,6 +533,7 @@ impl Core {
             }
             Event::Emitted { retry, .. } => {
                 let done = self.runs.remove(&id).expect("run exists");
+                self.started -= usize::from(done.started);
                 out.push(Action::Cleanup(done.batch));
                 if let Some(batch) = retry {
                     self.add_batch(batch, now);

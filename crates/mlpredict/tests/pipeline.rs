@@ -52,6 +52,14 @@ async fn every_record_once_with_its_prediction_and_dead_letters() {
     assert_eq!(stats.batches_created, 10, "{stats:?}");
     assert_eq!(stats.requests_answered, 500);
     assert_eq!(stats.duplicate_answers, 0);
+    // ml.batch.cleanup.remote (default on): every input and output file of
+    // every batch is deleted at the provider, the last ones too.
+    let deletes = stats
+        .calls_by_route
+        .get("DELETE /v1/files/{id}")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(deletes, 20, "{:?}", stats.calls_by_route);
     // With several batches waiting, one listing polls them all.
     let lists = stats
         .calls_by_route

@@ -64,6 +64,8 @@ pub struct Caller {
     /// Answers carry the epoch they were asked in; a shell that rebuilt its
     /// core (Kafka rebalance) drops answers of older epochs.
     pub epoch: u64,
+    /// Best-effort calls nobody waits for (remote deletes) still running.
+    pub background: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn note<T>(counts: &CallCounts, call: &'static str, r: &Result<T, ApiError>) {
@@ -77,6 +79,14 @@ fn note<T>(counts: &CallCounts, call: &'static str, r: &Result<T, ApiError>) {
 }
 
 impl Caller {
+    /// Give best-effort calls still running a moment to finish before exit.
+    pub fn drain(&self, at_most: std::time::Duration) {
+        let deadline = std::time::Instant::now() + at_most;
+        while self.background.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub fn meta(&self, batch: &Batch) -> BatchMeta {
         BatchMeta {
             pipeline: self.pipeline.clone(),
@@ -243,12 +253,14 @@ impl Caller {
             return;
         }
         let c = self.clone();
+        c.background.fetch_add(1, Ordering::SeqCst);
         self.rt.spawn(async move {
             for f in files {
                 c.counts.delete.fetch_add(1, Ordering::Relaxed);
                 let r = c.api.delete_file(&f).await;
                 note(&c.counts, "delete", &r);
             }
+            c.background.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

@@ -117,6 +117,7 @@ pub fn run_kafka(
         counts: Arc::new(CallCounts::default()),
         pipeline: cfg.name.clone(),
         epoch: 0,
+        background: Arc::default(),
     };
     let mut shell = Shell {
         cfg,
@@ -141,6 +142,7 @@ pub fn run_kafka(
         buf: Vec::new(),
     };
     let result = shell.run(&io, &rx, &opts);
+    shell.caller.drain(Duration::from_secs(3));
     let _ = std::fs::remove_dir_all(&dir);
     let mut summary = result?;
     summary.api_calls = shell.caller.counts.total();

@@ -179,6 +179,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         counts: Arc::new(CallCounts::default()),
         pipeline: cfg.name.clone(),
         epoch: 0,
+        background: Arc::default(),
     };
     let lanes = [LaneStart {
         lane: LANE,
@@ -226,6 +227,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
     if opts.cancel_inflight && opts.shutdown.load(Ordering::SeqCst) {
         shell.cancel_inflight(&core);
     }
+    shell.caller.drain(Duration::from_secs(3));
     let mut summary = result?;
     summary.api_calls = shell.caller.counts.total();
     summary.api_errors = shell.caller.counts.errors.load(Ordering::Relaxed);
