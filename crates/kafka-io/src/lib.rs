@@ -298,24 +298,17 @@ impl KafkaIo {
     }
 
     /// Point the consumer back at a lane's watermark (after a rebuild).
+    /// Fails while the partition is not fetched yet or is being revoked;
+    /// the caller retries on its next turn.
     pub fn seek(&self, partition: i32, offset: i64) -> anyhow::Result<()> {
-        let deadline = Instant::now() + self.s.timeout;
-        loop {
-            match self.consumer.seek(
+        self.consumer
+            .seek(
                 &self.s.input_topic,
                 partition,
                 Offset::Offset(offset),
-                Duration::from_secs(5),
-            ) {
-                Ok(()) => return Ok(()),
-                // Right after an assignment the partition may not be fetched yet.
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!(error = %e, partition, "seek not ready yet");
-                    let _ = self.consumer.poll(Duration::from_millis(50));
-                }
-                Err(e) => return Err(e).context("cannot seek the source partition"),
-            }
-        }
+                Duration::from_secs(2),
+            )
+            .context("cannot seek the source partition")
     }
 
     /// Read a lane's state to the end of its state partition.

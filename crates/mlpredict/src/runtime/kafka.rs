@@ -45,6 +45,9 @@ struct LaneIo {
     /// The next offset this lane expects: a record before it was already
     /// read (a fetch from before a seek) and is skipped.
     next_offset: i64,
+    /// The consumer is not yet back at the lane's watermark: its records
+    /// are ignored until a seek succeeds (they will be fetched again).
+    needs_seek: bool,
     eof_sent: bool,
 }
 
@@ -189,6 +192,11 @@ impl Shell<'_> {
                 paused = false;
                 io.pause(false);
             }
+            for (&p, lane) in self.lanes.iter_mut().filter(|(_, l)| l.needs_seek) {
+                if io.seek(p, lane.next_offset).is_ok() {
+                    lane.needs_seek = false;
+                }
+            }
             // Hold the source back while the core has enough batches queued,
             // but keep polling so the group sees this instance alive.
             if paused == self.core.wants_records() {
@@ -294,7 +302,13 @@ impl Shell<'_> {
                     .into_values()
                     .filter(|b| b.phase != Phase::Emitted),
             );
-            io.seek(p, lane.watermark)?;
+            let needs_seek = match io.seek(p, lane.watermark) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::debug!(partition = p, error = %e, "seek deferred");
+                    true
+                }
+            };
             let end = if self.until_idle {
                 Some(io.end_offset(p)?)
             } else {
@@ -305,6 +319,7 @@ impl Shell<'_> {
                 LaneIo {
                     end,
                     next_offset: lane.watermark,
+                    needs_seek,
                     ..LaneIo::default()
                 },
             );
@@ -330,6 +345,7 @@ impl Shell<'_> {
         let lane = partition as u32;
         match self.lanes.get_mut(&partition) {
             None => return Ok(()), // fetched just before a revocation
+            Some(l) if l.needs_seek => return Ok(()),
             Some(l) if offset < l.next_offset => {
                 tracing::debug!(partition, offset, "skipping a record read twice");
                 return Ok(());
@@ -403,11 +419,18 @@ impl Shell<'_> {
         let positions = io.positions();
         for (&p, lane) in self.lanes.iter_mut() {
             let Some(end) = lane.end else { continue };
+            if lane.eof_sent || lane.needs_seek {
+                continue;
+            }
+            // What this shell processed is the truth; the consumer's position
+            // only adds offsets it skipped without a record (transaction
+            // markers), and is trusted only once it was set back by a seek.
             let at = positions
                 .get(&p)
                 .copied()
-                .or_else(|| self.core.lane_watermark(p as u32).map(|w| w as i64));
-            if !lane.eof_sent && at.is_some_and(|a| a >= end) {
+                .unwrap_or(0)
+                .max(lane.next_offset);
+            if at >= end {
                 lane.eof_sent = true;
                 self.core
                     .handle(Event::EndOfInput { lane: p as u32 }, now_ms(), actions);
