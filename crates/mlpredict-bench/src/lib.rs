@@ -5,7 +5,9 @@
 //!   pipeline against `mock-server --instant`, by batch size and record size;
 //! - (b) peak RSS with 100k / 1M / 5M records in flight;
 //! - (c) API calls per 1,000 records by batch size and in-flight count;
-//! - (d) batch vs synchronous mode on the same input under an RPM limit.
+//! - (d) batch vs synchronous mode on the same input under an RPM limit;
+//! - (e) Kafka mode end to end (transactions, 1 and 2 instances of one
+//!   consumer group) against the project's broker, every record counted.
 //!
 //! `run` returns a [`Report`]; `report::render` turns it into the Markdown
 //! written to docs/BENCHMARKS.md. `--smoke` runs every scenario at a tiny
@@ -13,6 +15,7 @@
 //! timings).
 
 pub mod gen;
+pub mod kafka;
 pub mod procs;
 pub mod report;
 
@@ -32,10 +35,16 @@ pub struct Options {
     /// Scratch directory (inputs, outputs, logs); large in the full run.
     pub work: PathBuf,
     pub smoke: bool,
-    /// Scenarios to run: any of `a`, `b`, `c`, `d`.
+    /// Scenarios to run: any of `a`, `b`, `c`, `d`, `e`.
     pub only: String,
     /// Profile one (a) run with `perf record` (if perf is installed).
     pub perf: bool,
+    /// The Kafka broker of (e) (`MLPREDICT_KAFKA_BOOTSTRAP`; scripts/bench.sh
+    /// starts scripts/kafka/broker.sh). Without it (e) fails, or is skipped
+    /// with a message at smoke sizes.
+    pub kafka_bootstrap: Option<String>,
+    /// The broker's pid, if known: (e) reports its CPU during each run.
+    pub kafka_broker_pid: Option<i32>,
 }
 
 /// (a) runs every cell this often and keeps the fastest run.
@@ -63,13 +72,9 @@ pub struct Machine {
     pub binary: String,
 }
 
+/// Wall and CPU figures of a run over `records` records.
 #[derive(Debug, Clone, Serialize)]
-pub struct OverheadRow {
-    /// `batch`, or `sync` (batch mode off, `max-concurrent-operations` in `batch_size`).
-    pub mode: String,
-    pub record_bytes: usize,
-    pub batch_size: u64,
-    pub records: u64,
+pub struct Throughput {
     pub wall_s: f64,
     pub records_per_s: f64,
     pub cpu_s: f64,
@@ -78,6 +83,32 @@ pub struct OverheadRow {
     pub sys_share: f64,
     /// Records per second of pipeline CPU (one core's worth).
     pub records_per_cpu_s: f64,
+}
+
+impl Throughput {
+    pub fn new(records: u64, wall: Duration, user: Duration, sys: Duration) -> Throughput {
+        let (n, wall) = (records as f64, wall.as_secs_f64());
+        let cpu = (user + sys).as_secs_f64();
+        Throughput {
+            wall_s: wall,
+            records_per_s: n / wall,
+            cpu_s: cpu,
+            cpu_us_per_record: cpu * 1e6 / n,
+            sys_share: sys.as_secs_f64() / cpu.max(1e-9),
+            records_per_cpu_s: n / cpu.max(1e-9),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadRow {
+    /// `batch`, or `sync` (batch mode off, `max-concurrent-operations` in `batch_size`).
+    pub mode: String,
+    pub record_bytes: usize,
+    pub batch_size: u64,
+    pub records: u64,
+    #[serde(flatten)]
+    pub t: Throughput,
     pub mock_cpu_s: f64,
     pub peak_rss_mb: f64,
     pub api_calls: u64,
@@ -145,6 +176,38 @@ pub struct EconomySetup {
     pub poll_interval: String,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct KafkaRow {
+    pub instances: usize,
+    pub partitions: i32,
+    pub record_bytes: usize,
+    pub batch_size: u64,
+    pub records: u64,
+    /// Wall time from starting the instances to the last one's exit; CPU
+    /// summed over the instances (user + system, wait4 rusage).
+    #[serde(flatten)]
+    pub t: Throughput,
+    /// Largest peak RSS of one instance.
+    pub peak_rss_mb: f64,
+    pub mock_cpu_s: f64,
+    /// The whole broker process's CPU during the run (None: pid unknown).
+    pub broker_cpu_s: Option<f64>,
+    pub api_calls: u64,
+    pub batches_created: u64,
+    /// Output topic under read_committed: messages, distinct custom_ids,
+    /// distinct input ids, ok predictions.
+    pub output_records: u64,
+    pub distinct_custom_ids: u64,
+    pub distinct_ids: u64,
+    pub ok: u64,
+    pub dlq_records: u64,
+    pub output_mb: f64,
+    /// Producing the input (not part of the wall time).
+    pub produce_s: f64,
+    /// Reading and checking the output (not part of the wall time).
+    pub verify_s: f64,
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
     pub smoke: bool,
@@ -155,6 +218,9 @@ pub struct Report {
     pub economy: Vec<EconomyRow>,
     pub modes_setup: Option<ModeSetup>,
     pub modes: Vec<ModeRow>,
+    pub kafka: Vec<KafkaRow>,
+    /// Why (e) did not run, if it was asked for and did not.
+    pub kafka_skipped: Option<String>,
     /// `perf report` of one (a) run: by shared object, then by symbol.
     pub profile: Option<String>,
     /// Representative command lines, for the reader to repeat a run.
@@ -206,13 +272,73 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
     if o.only.contains('d') {
         modes(&mut cx)?;
     }
+    if o.only.contains('e') {
+        match o.kafka_bootstrap.clone() {
+            Some(bootstrap) => kafka_e2e(&mut cx, &bootstrap)?,
+            None if o.smoke => {
+                let why = "no Kafka broker: MLPREDICT_KAFKA_BOOTSTRAP is not set \
+                           (scripts/bench.sh and scripts/test.sh start one)";
+                eprintln!("!! SKIPPING scenario (e), Kafka mode: {why}");
+                cx.report.kafka_skipped = Some(why.into());
+            }
+            None => bail!(
+                "scenario (e) needs a Kafka broker: set MLPREDICT_KAFKA_BOOTSTRAP \
+                 (scripts/bench.sh starts scripts/kafka/broker.sh when e is selected)"
+            ),
+        }
+    }
     cx.report.total_wall_s = started.elapsed().as_secs_f64();
     Ok(cx.report)
 }
 
 // ---------------------------------------------------------------- helpers
 
-/// A file pipeline's configuration as flat dotted keys.
+/// A pipeline configuration as flat dotted keys, one per line.
+#[derive(Default)]
+struct Toml(String);
+
+impl Toml {
+    fn kv(&mut self, k: &str, v: String) {
+        self.0.push_str(k);
+        self.0.push_str(" = ");
+        self.0.push_str(&v);
+        self.0.push('\n');
+    }
+
+    fn path(&mut self, k: &str, p: &Path) {
+        self.kv(k, s(&p.display().to_string()));
+    }
+
+    /// The model against the mock at `base`, batch mode on or off, local
+    /// files under `dir`, then the scenario's own `keys`.
+    fn model_and_keys(
+        mut self,
+        base: &str,
+        dir: &Path,
+        batch: bool,
+        keys: &[(&str, String)],
+    ) -> String {
+        self.kv("model.endpoint", s(&format!("{base}/v1/chat/completions")));
+        self.kv("model.api-key", s("sk-bench"));
+        self.kv("model.model", s("gpt-4o-mini"));
+        self.kv(
+            "model.system-prompt",
+            s("Rate the product review from 1 to 5 stars."),
+        );
+        self.kv("model.input", s("text"));
+        self.kv("ml.batch.enabled", batch.to_string());
+        self.path("ml.batch.local.dir", &dir.join("local"));
+        if batch {
+            self.kv("ml.batch.api.endpoint", s(&format!("{base}/v1")));
+        }
+        for (k, v) in keys {
+            self.kv(k, v.clone());
+        }
+        self.0
+    }
+}
+
+/// A file pipeline's configuration.
 fn pipeline_toml(
     name: &str,
     input: &Path,
@@ -221,46 +347,14 @@ fn pipeline_toml(
     batch: bool,
     keys: &[(&str, String)],
 ) -> String {
-    let q = |s: &str| serde_json::to_string(s).expect("string");
-    let mut t = String::new();
-    let mut kv = |k: &str, v: String| {
-        t.push_str(k);
-        t.push_str(" = ");
-        t.push_str(&v);
-        t.push('\n');
-    };
-    kv("pipeline.name", q(name));
-    kv("source.type", q("file"));
-    kv("source.path", q(&input.display().to_string()));
-    kv("sink.type", q("file"));
-    kv(
-        "sink.path",
-        q(&dir.join("output.jsonl").display().to_string()),
-    );
-    kv(
-        "sink.dlq.path",
-        q(&dir.join("dlq.jsonl").display().to_string()),
-    );
-    kv("model.endpoint", q(&format!("{base}/v1/chat/completions")));
-    kv("model.api-key", q("sk-bench"));
-    kv("model.model", q("gpt-4o-mini"));
-    kv(
-        "model.system-prompt",
-        q("Rate the product review from 1 to 5 stars."),
-    );
-    kv("model.input", q("text"));
-    kv("ml.batch.enabled", batch.to_string());
-    kv(
-        "ml.batch.local.dir",
-        q(&dir.join("local").display().to_string()),
-    );
-    if batch {
-        kv("ml.batch.api.endpoint", q(&format!("{base}/v1")));
-    }
-    for (k, v) in keys {
-        kv(k, v.clone());
-    }
-    t
+    let mut t = Toml::default();
+    t.kv("pipeline.name", s(name));
+    t.kv("source.type", s("file"));
+    t.path("source.path", input);
+    t.kv("sink.type", s("file"));
+    t.path("sink.path", &dir.join("output.jsonl"));
+    t.path("sink.dlq.path", &dir.join("dlq.jsonl"));
+    t.model_and_keys(base, dir, batch, keys)
 }
 
 fn s(v: &str) -> String {
@@ -449,29 +543,23 @@ fn overhead(cx: &mut Ctx<'_>) -> anyhow::Result<()> {
                 bail!("{name}: {emitted} records emitted, {n} expected");
             }
             let api_calls = calls_by_route(&stats).values().sum();
-            let wall = m.wall.as_secs_f64();
-            let cpu = m.cpu().as_secs_f64();
+            let t = Throughput::new(n, m.wall, m.user, m.sys);
             let row = OverheadRow {
                 mode: mode.into(),
                 record_bytes: size,
                 batch_size: bs,
                 records: n,
-                wall_s: wall,
-                records_per_s: n as f64 / wall,
-                cpu_s: cpu,
-                cpu_us_per_record: cpu * 1e6 / n as f64,
-                sys_share: m.sys.as_secs_f64() / cpu.max(1e-9),
-                records_per_cpu_s: n as f64 / cpu.max(1e-9),
+                t,
                 mock_cpu_s: mock_cpu.as_secs_f64(),
                 peak_rss_mb: mb(m.max_rss),
                 api_calls,
             };
             eprintln!(
-                "(a) {mode} {size} B, {bs}: {n} records in {wall:.2} s = {:.0}/s, {:.2} µs CPU/record",
-                row.records_per_s, row.cpu_us_per_record
+                "(a) {mode} {size} B, {bs}: {n} records in {:.2} s = {:.0}/s, {:.2} µs CPU/record",
+                row.t.wall_s, row.t.records_per_s, row.t.cpu_us_per_record
             );
             cleanup(&dir)?;
-            if best.as_ref().is_none_or(|b| row.wall_s < b.wall_s) {
+            if best.as_ref().is_none_or(|b| row.t.wall_s < b.t.wall_s) {
                 best = Some(row);
             }
         }
@@ -880,6 +968,196 @@ fn completion_tokens(output: &Path) -> anyhow::Result<(u64, u64)> {
         }
     }
     Ok((ok, tokens))
+}
+
+// ------------------------------------------------------- (e) Kafka mode
+
+/// Input partitions of (e).
+pub const KAFKA_PARTITIONS: i32 = 4;
+
+/// A Kafka pipeline's configuration (batch mode; group and pipeline `name`).
+fn kafka_toml(
+    name: &str,
+    bootstrap: &str,
+    topics: (&str, &str),
+    dir: &Path,
+    base: &str,
+    keys: &[(&str, String)],
+) -> String {
+    let (input, output) = topics;
+    let mut t = Toml::default();
+    t.kv("pipeline.name", s(name));
+    t.kv("source.type", s("kafka"));
+    t.kv("source.bootstrap.servers", s(bootstrap));
+    t.kv("source.topic", s(input));
+    t.kv("source.group.id", s(name));
+    t.kv("sink.type", s("kafka"));
+    t.kv("sink.topic", s(output));
+    t.kv("sink.dlq.topic", s(&format!("{output}-dlq")));
+    t.model_and_keys(base, dir, true, keys)
+}
+
+fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
+    // (instances, batch size, records)
+    let cells: &[(usize, u64, u64)] = if cx.o.smoke {
+        &[(1, 100, 1_000), (2, 100, 1_000)]
+    } else {
+        &[
+            (1, 1000, 500_000),
+            (2, 1000, 500_000),
+            (1, 10_000, 500_000),
+            (2, 10_000, 500_000),
+        ]
+    };
+    let size = 200;
+    let partitions = KAFKA_PARTITIONS;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for &(instances, bs, n) in cells {
+        let name = format!("e-bs{bs}-x{instances}");
+        // Fresh topics and group per run: nothing left over from an earlier one.
+        let tag = format!("bench-{name}-{nonce}");
+        let (input, output) = (format!("{tag}-in"), format!("{tag}-out"));
+        kafka::create_topic(bootstrap, &input, partitions)?;
+        let t = Instant::now();
+        kafka::produce(bootstrap, &input, partitions, n, size)?;
+        let produce_s = t.elapsed().as_secs_f64();
+        let mock = cx.mock(&["--instant"], &name)?;
+        let keys: Vec<(&str, String)> = vec![
+            ("ml.batch.size", bs.to_string()),
+            ("ml.batch.poll.interval", s("1ms")),
+            ("ml.batch.max.inflight", "32".into()),
+            ("ml.batch.max.wait", s("1s")),
+        ];
+        let mut configs = Vec::new();
+        for i in 0..instances {
+            let dir = cx.o.work.join(format!("{name}-{i}"));
+            fresh_dir(&dir)?;
+            let toml = kafka_toml(&tag, bootstrap, (&input, &output), &dir, &mock.base, &keys);
+            let config = cx.write_config(&dir, &toml)?;
+            cx.note_command(format!(
+                "{} run --until-idle --config {}   # (e) instance {} of {instances}, ml.batch.size = {bs}, {partitions} partitions",
+                cx.o.bin.display(),
+                config.display(),
+                i + 1
+            ));
+            configs.push((dir, config));
+        }
+        let broker_cpu_at_start = cx.o.kafka_broker_pid.map(procs::proc_cpu);
+        let t0 = Instant::now();
+        let mut running = Vec::new();
+        for (i, (_, config)) in configs.iter().enumerate() {
+            let mut cmd = Command::new(&cx.o.bin);
+            cmd.args(["run", "--until-idle", "--config"]).arg(config);
+            cmd.env("MLPREDICT_LOG", "warn");
+            running.push(Some(Running::start(cmd, &cx.logs, &format!("{name}-{i}"))?));
+        }
+        let deadline = Duration::from_secs(if cx.o.smoke { 180 } else { 900 });
+        let mut measured: Vec<Measured> = Vec::new();
+        while measured.len() < instances {
+            for slot in running.iter_mut() {
+                let Some(r) = slot else { continue };
+                if let Some(m) = r.try_wait()? {
+                    *slot = None;
+                    measured.push(m);
+                }
+            }
+            if t0.elapsed() > deadline {
+                let mut tails = String::new();
+                for r in running.iter().flatten() {
+                    tails.push_str(&format!("--- pid {}:\n{}\n", r.pid(), r.stderr_tail()));
+                    r.signal(libc::SIGKILL);
+                }
+                for r in running.into_iter().flatten() {
+                    let _ = r.wait();
+                }
+                mock.stop();
+                bail!("{name}: instances still running after {deadline:?}:\n{tails}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let wall = t0.elapsed();
+        let broker_cpu =
+            cx.o.kafka_broker_pid
+                .zip(broker_cpu_at_start)
+                .map(|(pid, at)| procs::proc_cpu(pid).saturating_sub(at).as_secs_f64());
+        let stats = mock.stats()?;
+        let mock_cpu = mock.cpu();
+        mock.stop();
+        for m in &measured {
+            if m.exit_code != 0 {
+                bail!(
+                    "{name}: an instance exited with {}:\n{}",
+                    m.exit_code,
+                    m.stderr_tail
+                );
+            }
+        }
+        let t = Instant::now();
+        let out = kafka::count_output(bootstrap, &output, n)?;
+        let dlq = kafka::count_output(bootstrap, &format!("{output}-dlq"), 0)?;
+        let verify_s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "(e) {instances} instance(s), batch {bs}: output holds {} records, {} distinct custom_ids, {} distinct ids, {} ok, {} dead letters (read_committed)",
+            out.messages, out.distinct_custom_ids, out.distinct_ids, out.ok, dlq.messages
+        );
+        if out.messages != n
+            || out.distinct_custom_ids != n
+            || out.distinct_ids != n
+            || out.ok != n
+            || dlq.messages != 0
+        {
+            bail!(
+                "{name}: the output topic {output} does not hold every input record exactly once: \
+                 {} records, {} distinct custom_ids, {} distinct ids, {} ok, {} dead letters for {n} input records \
+                 (logs in {})",
+                out.messages,
+                out.distinct_custom_ids,
+                out.distinct_ids,
+                out.ok,
+                dlq.messages,
+                cx.logs.display()
+            );
+        }
+        let user = measured.iter().map(|m| m.user).sum();
+        let sys = measured.iter().map(|m| m.sys).sum();
+        let row = KafkaRow {
+            instances,
+            partitions,
+            record_bytes: size,
+            batch_size: bs,
+            records: n,
+            t: Throughput::new(n, wall, user, sys),
+            peak_rss_mb: mb(measured.iter().map(|m| m.max_rss).max().unwrap_or(0)),
+            mock_cpu_s: mock_cpu.as_secs_f64(),
+            broker_cpu_s: broker_cpu,
+            api_calls: calls_by_route(&stats).values().sum(),
+            batches_created: stats["batches_created"].as_u64().unwrap_or(0),
+            output_records: out.messages,
+            distinct_custom_ids: out.distinct_custom_ids,
+            distinct_ids: out.distinct_ids,
+            ok: out.ok,
+            dlq_records: dlq.messages,
+            output_mb: mb(out.bytes),
+            produce_s,
+            verify_s,
+        };
+        eprintln!(
+            "(e) {instances} instance(s), batch {bs}: {n} records in {:.2} s = {:.0}/s, {:.2} µs CPU/record",
+            row.t.wall_s, row.t.records_per_s, row.t.cpu_us_per_record
+        );
+        cx.report.kafka.push(row);
+        let state = format!("mlpredict-{tag}-state");
+        kafka::delete_topics(
+            bootstrap,
+            &[&input, &output, &format!("{output}-dlq"), &state],
+        );
+        for (dir, _) in &configs {
+            cleanup(dir)?;
+        }
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------- machine

@@ -25,9 +25,16 @@ struct Cli {
     /// Tiny sizes: every scenario in seconds, to keep the harness working.
     #[arg(long)]
     smoke: bool,
-    /// Which scenarios: any of a (overhead), b (memory), c (API calls), d (batch vs sync).
-    #[arg(long, default_value = "abcd")]
+    /// Which scenarios: any of a (overhead), b (memory), c (API calls), d (batch vs sync),
+    /// e (Kafka mode end to end; needs a broker).
+    #[arg(long, default_value = "abcde")]
     only: String,
+    /// The Kafka broker of scenario e (scripts/bench.sh starts scripts/kafka/broker.sh).
+    #[arg(long, env = "MLPREDICT_KAFKA_BOOTSTRAP")]
+    kafka_bootstrap: Option<String>,
+    /// The broker's pid, to report its CPU during (e) (scripts/bench.sh sets it).
+    #[arg(long, env = "MLPREDICT_KAFKA_BROKER_PID")]
+    kafka_broker_pid: Option<String>,
     /// Profile one (a) run with `perf record` and include the top symbols.
     #[arg(long)]
     perf: bool,
@@ -49,6 +56,8 @@ fn main() -> anyhow::Result<()> {
         smoke: cli.smoke,
         only: cli.only,
         perf: cli.perf,
+        kafka_bootstrap: cli.kafka_bootstrap.filter(|b| !b.is_empty()),
+        kafka_broker_pid: cli.kafka_broker_pid.and_then(|p| p.trim().parse().ok()),
     };
     let rep = run(&opts)?;
     let out = cli.out.unwrap_or_else(|| {

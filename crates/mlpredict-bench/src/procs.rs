@@ -87,13 +87,32 @@ impl Running {
 
     /// Wait for exit; CPU and peak RSS come from the kernel's rusage.
     pub fn wait(self) -> anyhow::Result<Measured> {
+        Ok(self.reap(0)?.expect("a blocking wait4 returns an exit"))
+    }
+
+    /// The exit, if the child has exited (`wait4` with `WNOHANG`).
+    pub fn try_wait(&self) -> anyhow::Result<Option<Measured>> {
+        self.reap(libc::WNOHANG)
+    }
+
+    /// Stderr's last lines so far.
+    pub fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn reap(&self, flags: i32) -> anyhow::Result<Option<Measured>> {
         let mut status = 0;
         // SAFETY: rusage is plain old data; wait4 fills it.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(self.pid(), &mut status, 0, &mut ru) };
+        let r = unsafe { libc::wait4(self.pid(), &mut status, flags, &mut ru) };
         let wall = self.started.elapsed();
         if r < 0 {
             bail!("wait4: {}", std::io::Error::last_os_error());
+        }
+        if r == 0 {
+            return Ok(None);
         }
         let tv = |t: libc::timeval| {
             Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
@@ -106,7 +125,7 @@ impl Running {
         let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
         let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        Ok(Measured {
+        Ok(Some(Measured {
             wall,
             user: tv(ru.ru_utime),
             sys: tv(ru.ru_stime),
@@ -114,7 +133,7 @@ impl Running {
             exit_code,
             stdout,
             stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        })
+        }))
     }
 }
 

@@ -56,17 +56,12 @@ pub fn render(r: &Report) -> String {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} B | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} % | {:.0} | {:.2} | {:.1} | {} |",
+                "| {} | {} B | {} | {} | {} | {:.2} | {:.1} | {} |",
                 a.mode,
                 a.record_bytes,
                 bs,
                 a.records,
-                a.wall_s,
-                a.records_per_s,
-                a.cpu_s,
-                a.cpu_us_per_record,
-                a.sys_share * 100.0,
-                a.records_per_cpu_s,
+                throughput_cells(&a.t),
                 a.mock_cpu_s,
                 a.peak_rss_mb,
                 a.api_calls
@@ -212,6 +207,59 @@ pub fn render(r: &Report) -> String {
         }
         o.push('\n');
     }
+    if !r.kafka.is_empty() {
+        let k = &r.kafka[0];
+        let _ = writeln!(
+            o,
+            "#### (e) Kafka mode end to end: consumer group, transactions, `mock-server --instant`\n\n\
+             ~{} B records produced to a {}-partition input topic before the clock\n\
+             starts (not timed), then 1 or 2 instances of `mlpredict run --until-idle`\n\
+             with the same `group.id`, started together. Each turn of an instance commits one\n\
+             Kafka transaction (output, state topic, offsets). Wall time runs from starting the\n\
+             instances to the last one's exit, so it includes joining the group, the\n\
+             rebalance when the second instance joins, creating the output and state topics and\n\
+             initializing the transactional producer. `ml.batch.poll.interval = 1ms`,\n\
+             `max.inflight = 32`, `max.wait = 1s`. CPU is the sum over the instances (wait4\n\
+             rusage); peak RSS is the largest instance's. The broker (a JVM) and the mock run on\n\
+             the same two cores; \"broker CPU s\" is the whole broker process's CPU during the\n\
+             run (anything else using the broker included). After the run the output topic\n\
+             is read with `isolation.level = read_committed`: the run only counts if it holds\n\
+             exactly the input records (count, distinct `custom_id`s, distinct input ids, all `ok`)\n\
+             and the dead-letter topic is empty.\n",
+            k.record_bytes, k.partitions
+        );
+        let _ = writeln!(
+            o,
+            "| instances | batch size | records | wall s | records/s | CPU s | CPU µs/record | kernel share | records per CPU-s | peak RSS MB | mock CPU s | broker CPU s | API calls | batches | output records | distinct custom_ids | ok | output MB | produce s |"
+        );
+        let _ = writeln!(
+            o,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for e in &r.kafka {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                e.instances,
+                e.batch_size,
+                e.records,
+                throughput_cells(&e.t),
+                e.peak_rss_mb,
+                e.mock_cpu_s,
+                e.broker_cpu_s.map_or("—".into(), |c| format!("{c:.2}")),
+                e.api_calls,
+                e.batches_created,
+                e.output_records,
+                e.distinct_custom_ids,
+                e.ok,
+                e.output_mb,
+                e.produce_s
+            );
+        }
+        o.push('\n');
+    } else if let Some(why) = &r.kafka_skipped {
+        let _ = writeln!(o, "#### (e) Kafka mode end to end\n\nSkipped: {why}.\n");
+    }
     if !r.commands.is_empty() {
         let _ = writeln!(o, "#### Commands\n\n```");
         for c in &r.commands {
@@ -220,6 +268,19 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "```");
     }
     o
+}
+
+/// `wall s | records/s | CPU s | CPU µs/record | kernel share | records per CPU-s`.
+fn throughput_cells(t: &crate::Throughput) -> String {
+    format!(
+        "{:.2} | {:.0} | {:.2} | {:.2} | {:.0} % | {:.0}",
+        t.wall_s,
+        t.records_per_s,
+        t.cpu_s,
+        t.cpu_us_per_record,
+        t.sys_share * 100.0,
+        t.records_per_cpu_s
+    )
 }
 
 /// Replace the generated part of `path` (between the markers), or append
