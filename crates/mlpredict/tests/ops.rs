@@ -1,0 +1,330 @@
+//! Operations of the real binary: the Prometheus endpoint (`metrics.port`)
+//! scraped while a file pipeline runs, and `run --cancel-inflight` on
+//! SIGTERM (batches cancelled at the provider, their records retried by the
+//! next run, every record emitted once).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mock_server::{MockConfig, MockServer};
+
+fn mock_cfg(in_progress: Duration) -> MockConfig {
+    let mut cfg = MockConfig::default();
+    cfg.port = 0;
+    cfg.validating = Duration::from_millis(20);
+    cfg.in_progress = in_progress;
+    cfg.finalizing = Duration::from_millis(20);
+    cfg
+}
+
+fn spawn(config: &std::path::Path, args: &[&str]) -> Child {
+    Command::new(bin())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("MLPREDICT_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mlpredict")
+}
+
+/// Wait at most `limit` for the child; kill it and fail past that.
+fn wait_output(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what} did not finish within {limit:?}:\n{}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over HTTP/1.1 with `Connection: close`; the body of a 200.
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("GET {path}: {head}")));
+    }
+    Ok(body.to_owned())
+}
+
+/// Prometheus text format: `name{labels} value` per sample, keyed by
+/// `name{labels}` as written (labels sorted by the exporter).
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn get(m: &BTreeMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
+}
+
+/// The value of the histogram bucket `le` of `name`.
+fn bucket(m: &BTreeMap<String, f64>, name: &str, le: &str) -> f64 {
+    get(m, &format!("{name}_bucket{{le=\"{le}\"}}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
+    // One batch in flight at a time, each 1.2 s at the mock: the counters
+    // stay put for a second between emissions, long enough to scrape them
+    // and compare with the mock's own counts.
+    let in_progress = Duration::from_millis(1200);
+    let server = MockServer::start(mock_cfg(in_progress)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 200, 0);
+    let port = free_port();
+    let config = config(
+        dir.path(),
+        &server.base_url(),
+        &format!("max.inflight = 1\n\n[metrics]\nport = {port}\n"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let stats_at_scrape = {
+        let (config, addr) = (config.clone(), addr.clone());
+        let server_stats = {
+            let s = server.base_url();
+            move || {
+                let body = http_get(s.trim_start_matches("http://"), "/mock/stats").unwrap();
+                serde_json::from_str::<serde_json::Value>(&body).unwrap()
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let child = spawn(&config, &[]);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            // Scrape until two batches were emitted and the third is at the
+            // mock (submitted = completed + 1), while the run goes on.
+            let mut served = false;
+            let (m, stats) = loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "no scrape with 2 batches completed and 1 in flight (served: {served})"
+                );
+                std::thread::sleep(Duration::from_millis(40));
+                let Ok(body) = http_get(&addr, "/metrics") else {
+                    continue;
+                };
+                served = true;
+                let m = samples(&body);
+                let completed = get(&m, "batch_jobs_completed_total");
+                let submitted = get(&m, "batch_jobs_submitted_total");
+                if completed >= 2.0 && submitted == completed + 1.0 {
+                    // Between two emissions: the mock's count is the same.
+                    break (m, server_stats());
+                }
+            };
+            let out = wait_output(child, Duration::from_secs(60), "the scraped run");
+            assert!(out.status.success(), "{}", stderr(&out));
+            (m, stats, out)
+        })
+        .await
+        .unwrap()
+    };
+    let (m, stats, out) = stats_at_scrape;
+    let completed = get(&m, "batch_jobs_completed_total");
+    let submitted = get(&m, "batch_jobs_submitted_total");
+    // The scrape matches the run at that moment: batches created at the
+    // mock, one in flight, 50 records in each emitted batch.
+    assert_eq!(
+        submitted,
+        stats["batches_created"].as_f64().unwrap(),
+        "{m:?}\n{stats}"
+    );
+    assert_eq!(get(&m, "batches_in_flight"), 1.0, "{m:?}");
+    assert_eq!(get(&m, "batch_jobs_failed_total"), 0.0, "{m:?}");
+    assert_eq!(get(&m, "batch_records_per_job_count"), completed, "{m:?}");
+    assert_eq!(
+        get(&m, "batch_records_per_job_sum"),
+        50.0 * completed,
+        "{m:?}"
+    );
+    assert_eq!(bucket(&m, "batch_records_per_job", "10"), 0.0, "{m:?}");
+    assert_eq!(
+        bucket(&m, "batch_records_per_job", "100"),
+        completed,
+        "{m:?}"
+    );
+    // Latency from create to emission: at least the mock's in_progress time,
+    // well under 10 s on this quiet mock.
+    assert_eq!(get(&m, "batch_job_latency_ms_count"), completed, "{m:?}");
+    let latency_sum = get(&m, "batch_job_latency_ms_sum");
+    assert!(
+        latency_sum >= completed * in_progress.as_millis() as f64,
+        "latency sum {latency_sum} ms for {completed} batches of >= {in_progress:?}"
+    );
+    assert_eq!(bucket(&m, "batch_job_latency_ms", "100"), 0.0, "{m:?}");
+    assert_eq!(
+        bucket(&m, "batch_job_latency_ms", "10000"),
+        completed,
+        "{m:?}"
+    );
+    assert_eq!(
+        bucket(&m, "batch_job_latency_ms", "+Inf"),
+        completed,
+        "{m:?}"
+    );
+    assert_eq!(
+        get(&m, "records_out_total{status=\"ok\"}"),
+        50.0 * completed,
+        "{m:?}"
+    );
+    assert!(get(&m, "records_in_total") >= 50.0 * submitted, "{m:?}");
+    assert_eq!(
+        get(&m, "api_calls_total{call=\"create\"}"),
+        submitted,
+        "{m:?}"
+    );
+    // The run itself: 4 batches, every record once.
+    let (ok, err) = check_output(&lines(&dir.path().join("output.jsonl")), &texts);
+    assert_eq!((ok, err), (200, 0));
+    let stats = server.stats();
+    assert_eq!(stats.batches_created, 4, "{stats:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("batches: 4 submitted, 4 emitted"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retries() {
+    // Batches take 4 s at the mock: all 8 are in flight when SIGTERM comes.
+    let server = MockServer::start(mock_cfg(Duration::from_secs(4)))
+        .await
+        .unwrap();
+    let base = server.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 400, 0);
+    let config = config(dir.path(), &base, "max.inflight = 8\n");
+    let c = config.clone();
+    let stats = move || {
+        let body = http_get(base.trim_start_matches("http://"), "/mock/stats").unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let stats2 = stats.clone();
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let child = spawn(&c, &["--cancel-inflight"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stats()["batches_created"].as_u64().unwrap() < 8 {
+            assert!(Instant::now() < deadline, "8 batches never created");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the last create's answer reach the pipeline's state.
+        std::thread::sleep(Duration::from_millis(300));
+        let stopped = Instant::now();
+        unsafe { libc_kill(child.id() as i32, 15) };
+        let first = wait_output(child, Duration::from_secs(20), "the SIGTERMed run");
+        let took = stopped.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "slow shutdown with --cancel-inflight: {took:?}"
+        );
+        let after_stop = stats();
+        let second = wait_output(spawn(&c, &[]), Duration::from_secs(60), "the restart");
+        (first, (after_stop, second, stats2()))
+    })
+    .await
+    .unwrap();
+    let err1 = stderr(&first);
+    assert!(first.status.success(), "SIGTERM should exit 0: {err1}");
+    assert!(err1.contains("resume"), "{err1}");
+    assert_eq!(
+        err1.matches("cancel requested").count(),
+        8,
+        "one cancel per batch in flight: {err1}"
+    );
+    let (after_stop, second, _) = second;
+    let calls = &after_stop["calls_by_route"];
+    assert_eq!(
+        calls["POST /v1/batches/{id}/cancel"].as_u64(),
+        Some(8),
+        "{after_stop}"
+    );
+    assert_eq!(after_stop["batches_created"].as_u64(), Some(8));
+    // Every batch of the first run is cancelling or cancelled at the mock.
+    let list = http_get(
+        server.base_url().trim_start_matches("http://"),
+        "/v1/batches?limit=100",
+    )
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let first_run: Vec<&serde_json::Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["metadata"]["batch_number"]
+                .as_str()
+                .is_some_and(|n| !n.contains("-r"))
+        })
+        .collect();
+    assert_eq!(first_run.len(), 8, "{list}");
+    for b in &first_run {
+        assert_eq!(b["status"], "cancelled", "{b}");
+        assert!(b["cancelling_at"].is_i64(), "{b}");
+    }
+    // The restart emits every record once: what finished before the cancel
+    // from the cancelled batches, the rest from retry batches.
+    assert!(second.status.success(), "restart: {}", stderr(&second));
+    let out = lines(&dir.path().join("output.jsonl"));
+    let (ok, err) = check_output(&out, &texts);
+    assert_eq!((ok, err), (400, 0));
+    let retried: Vec<&serde_json::Value> = out
+        .iter()
+        .filter(|r| r["ml_predict"]["retries"].as_u64() != Some(0))
+        .collect();
+    assert!(
+        !retried.is_empty(),
+        "no record was retried: the cancel had no effect"
+    );
+    for r in &retried {
+        let m = &r["ml_predict"];
+        assert_eq!(m["retries"].as_u64(), Some(1), "{r}");
+        assert!(m["batch_number"].as_str().unwrap().ends_with("-r1"), "{r}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.requests_answered, 400, "{stats:?}");
+    assert_eq!(stats.duplicate_answers, 0, "{stats:?}");
+    assert!(stats.duplicate_creates.is_empty(), "{stats:?}");
+    assert!(stats.batches_created > 8, "no retry batch: {stats:?}");
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
