@@ -263,16 +263,26 @@ impl KafkaIo {
         }
     }
 
-    /// Rebalances seen since the last call.
-    pub fn take_changes(&self) -> Vec<LaneChange> {
-        std::mem::take(
+    /// Apply the rebalances seen since the last call to `assigned`;
+    /// returns whether there were any.
+    pub fn update_assignment(&self, assigned: &mut BTreeSet<i32>) -> bool {
+        let changes = std::mem::take(
             &mut *self
                 .consumer
                 .context()
                 .changes
                 .lock()
                 .expect("rebalance log"),
-        )
+        );
+        for c in &changes {
+            match c {
+                LaneChange::Assigned(ps) => assigned.extend(ps),
+                LaneChange::Revoked(ps) => ps.iter().for_each(|p| {
+                    assigned.remove(p);
+                }),
+            }
+        }
+        !changes.is_empty()
     }
 
     /// Where the consumer is now, per assigned partition.

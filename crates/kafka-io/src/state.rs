@@ -1,6 +1,8 @@
-//! The state topic's records: per lane, `lane` → [`LaneRecord`], and
-//! `batch/{id}` → the batch (a tombstone once emitted). Compaction keeps the
-//! latest value per key, so a lane's state is the fold of its partition.
+//! The state topic's records: per lane, `lane` → [`LaneRecord`],
+//! `batch/{id}` → the batch (a tombstone once emitted), and, for
+//! synchronous mode, `sync/ahead` → the records emitted beyond the
+//! watermark (`{watermark}:{offset},...`). Compaction keeps the latest value
+//! per key, so a lane's state is the fold of its partition.
 
 use batch_core::{Batch, Phase};
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,15 @@ impl StateRecord {
         }
     }
 
+    /// Synchronous mode's records emitted beyond the lane's watermark.
+    pub fn sync_ahead(partition: i32, ahead: &str) -> Self {
+        Self {
+            partition,
+            key: SYNC_AHEAD_KEY.into(),
+            value: Some(ahead.as_bytes().to_vec()),
+        }
+    }
+
     pub fn batch(partition: i32, batch: &Batch) -> Self {
         let key = format!("batch/{}", batch.id);
         let value = (batch.phase != Phase::Emitted)
@@ -44,10 +55,14 @@ impl StateRecord {
 }
 
 /// A lane's state, folded from its state partition.
+const SYNC_AHEAD_KEY: &str = "sync/ahead";
+
 #[derive(Debug, Clone, Default)]
 pub struct LaneState {
     pub lane: Option<LaneRecord>,
     pub batches: std::collections::BTreeMap<u64, Batch>,
+    /// Synchronous mode: `{watermark}:{offset},...`, see [`StateRecord::sync_ahead`].
+    pub sync_ahead: Option<String>,
 }
 
 impl LaneState {
@@ -59,6 +74,8 @@ impl LaneState {
             if let Some(l) = value.and_then(|v| serde_json::from_slice(v).ok()) {
                 self.lane = Some(l);
             }
+        } else if key == SYNC_AHEAD_KEY {
+            self.sync_ahead = value.map(|v| String::from_utf8_lossy(v).into_owned());
         } else if let Some(id) = key
             .strip_prefix("batch/")
             .and_then(|i| i.parse::<u64>().ok())
@@ -126,5 +143,8 @@ mod tests {
                 next_seq: 8
             })
         );
+        let (k, v) = rec(StateRecord::sync_ahead(2, "10:12,15"));
+        st.apply(Some(&k), v.as_deref());
+        assert_eq!(st.sync_ahead.as_deref(), Some("10:12,15"));
     }
 }

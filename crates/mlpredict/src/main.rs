@@ -119,7 +119,8 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                 progress: std::io::stderr().is_terminal(),
             };
             if !cfg.batch.enabled {
-                let summary = sync_mode::run(&cfg, &rt, opts.shutdown.clone(), opts.progress)?;
+                let summary =
+                    sync_mode::run(&cfg, &rt, opts.shutdown.clone(), opts.progress, until_idle)?;
                 sync_mode::print_summary(&summary);
                 return Ok(std::process::ExitCode::SUCCESS);
             }
@@ -128,6 +129,7 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                     runtime::run_kafka(&cfg, rt.handle().clone(), opts, until_idle)?
                 }
                 pipeline_config::SourceConfig::File { .. } => {
+                    sync_mode::check_no_records_ahead(&cfg)?;
                     runtime::run_batch(&cfg, rt.handle().clone(), opts)?
                 }
             };

@@ -1,6 +1,6 @@
 //! Kafka mode against a real broker (KRaft, started by scripts/kafka):
 //! exactly-once with transactions, instances killed, rebalances, broker
-//! restarts, dead letters.
+//! restarts, dead letters; in batch mode and in synchronous mode.
 
 mod common;
 mod kafka_common;
@@ -358,6 +358,182 @@ async fn a_broker_restart_mid_run_is_survived() {
     let (ok, err) = check(&bootstrap, &output, n);
     assert_eq!(ok + err, n);
     no_double_pay(&server);
+}
+
+/// A Kafka pipeline in synchronous mode (batch mode off) over a fresh
+/// 3-partition input topic holding `recs`.
+struct SyncPipeline {
+    bootstrap: String,
+    server: MockServer,
+    output: String,
+    config: std::path::PathBuf,
+    _dir: TestDir,
+}
+
+async fn sync_pipeline(
+    mock: MockConfig,
+    recs: Vec<(String, String)>,
+    predict: &str,
+) -> SyncPipeline {
+    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
+    let server = MockServer::start(mock).await.unwrap();
+    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
+    create_topic(&bootstrap, &input, 3).await;
+    let (b, i) = (bootstrap.clone(), input.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &i, &recs))
+        .await
+        .unwrap();
+    let dir = test_dir();
+    let path = kafka_config(
+        &dir.path,
+        &bootstrap,
+        &server.base_url(),
+        &input,
+        &output,
+        &group,
+        "",
+    );
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("enabled = true", "enabled = false");
+    std::fs::write(&path, format!("{toml}\n[ml.predict]\n{predict}\n")).unwrap();
+    SyncPipeline {
+        bootstrap,
+        server,
+        output,
+        config: path,
+        _dir: dir,
+    }
+}
+
+fn sync_mock_cfg(seed: u64) -> MockConfig {
+    let mut cfg = MockConfig::default();
+    cfg.port = 0;
+    cfg.seed = seed;
+    cfg.sync_latency = Duration::from_millis(5);
+    cfg.retry_after = Duration::from_millis(30);
+    cfg.faults.server_error_fraction = 0.05;
+    cfg.faults.rate_limit_fraction = 0.02;
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_two_instances_one_killed_stay_exactly_once() {
+    let _serial = serial();
+    let n = 4000;
+    let mut recs = records(n);
+    recs.push(("bad1".into(), "not json".into()));
+    recs.push(("bad2".into(), r#"{"id": 1, "text": 5}"#.into()));
+    let SyncPipeline {
+        bootstrap,
+        server,
+        output,
+        config,
+        _dir,
+    } = sync_pipeline(
+        sync_mock_cfg(4242),
+        recs,
+        "max-concurrent-operations = 8\noutput-mode = \"ALLOW_UNORDERED\"\nmax-retries = 8",
+    )
+    .await;
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let a = spawn(&c, true);
+        let mut b = spawn(&c, true);
+        std::thread::sleep(Duration::from_millis(3500));
+        b.kill(); // SIGKILL mid-run: its uncommitted answers are re-sent
+        std::thread::sleep(Duration::from_millis(1000));
+        let b2 = spawn(&c, true);
+        wait_ok(a, "instance a");
+        wait_ok(b2, "restarted instance b");
+        // A bounded instance ends with ITS lanes: finish what is left.
+        wait_ok(spawn(&c, true), "an instance that finishes what is left");
+    })
+    .await
+    .unwrap();
+    let (ok, err) = check(&bootstrap, &output, n);
+    assert_eq!((ok, err), (n, 0));
+    let dlq = read_all(&bootstrap, &format!("{output}-dlq"), 3);
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    let stats = server.stats();
+    assert_eq!(
+        stats.batches_created, 0,
+        "synchronous mode creates no batch"
+    );
+    // Re-sent after the kill: what was in flight plus what was answered
+    // after the last commit (200 ms), with slack for the rebalances.
+    assert!(
+        stats.duplicate_answers < 1500,
+        "{} records were sent twice",
+        stats.duplicate_answers
+    );
+    eprintln!(
+        "sync kafka: {} answers for {n} records ({} re-sent)",
+        stats.sync_answered, stats.duplicate_answers
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_ordered_keeps_partition_order_across_sigterm() {
+    let _serial = serial();
+    let mut mcfg = sync_mock_cfg(7);
+    mcfg.sync_latency = Duration::from_millis(20);
+    // No faults: a request waiting in backoff at SIGTERM is dropped, and
+    // the ORDERED answers queued behind it would be sent again.
+    mcfg.faults.server_error_fraction = 0.0;
+    mcfg.faults.rate_limit_fraction = 0.0;
+    let n = 1500;
+    let SyncPipeline {
+        bootstrap,
+        server,
+        output,
+        config,
+        _dir,
+    } = sync_pipeline(
+        mcfg,
+        records(n),
+        "max-concurrent-operations = 16\noutput-mode = \"ORDERED\"\nmax-retries = 8",
+    )
+    .await;
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let a = spawn(&c, false);
+        std::thread::sleep(Duration::from_millis(3000));
+        unsafe { libc_kill(a.id() as i32, 15) };
+        wait_ok(a, "an instance stopped by SIGTERM");
+        wait_ok(spawn(&c, true), "the instance that resumes");
+    })
+    .await
+    .unwrap();
+    let (ok, err) = check(&bootstrap, &output, n);
+    assert_eq!((ok, err), (n, 0));
+    // Output keeps the input key, so it lands in the matching partition:
+    // each partition's ids must come in input order.
+    for (p, ids) in ids_by_partition(&bootstrap, &output, 3) {
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} out of input order: {ids:?}"
+        );
+    }
+    // Requests in flight at the signal were finished and emitted.
+    assert_eq!(server.stats().duplicate_answers, 0, "SIGTERM lost nothing");
+}
+
+/// Output ids per partition, in offset order.
+fn ids_by_partition(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<u64>> {
+    let mut out = BTreeMap::new();
+    for p in 0..partitions {
+        let ids = read_partition(bootstrap, topic, p)
+            .iter()
+            .map(|v| {
+                serde_json::from_str::<serde_json::Value>(v).unwrap()["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        out.insert(p, ids);
+    }
+    out
 }
 
 extern "C" {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use batch_core::{write_custom_id, Action, Batch, Core, Event, LaneStart, Phase, Plan};
-use kafka_io::{CommitError, KafkaIo, LaneChange, LaneRecord, Settings, StateRecord, Txn};
+use kafka_io::{CommitError, KafkaIo, LaneRecord, Settings, StateRecord, Txn};
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
 use tokio::runtime::Handle;
 
@@ -81,32 +81,11 @@ pub fn run_kafka(
     until_idle: bool,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let SourceConfig::Kafka(src) = &cfg.source else {
-        bail!("not a kafka source")
-    };
-    let SinkConfig::Kafka(sink) = &cfg.sink else {
-        bail!("source.type = \"kafka\" needs sink.type = \"kafka\"")
-    };
+    let instance = format!("{:016x}", rand::random::<u64>());
+    let settings = settings(cfg, &instance)?;
     let setup = provider::connect(cfg)?;
     let limits = setup.api.limits();
     let list_polling = setup.api.name() != "generic";
-    let instance = format!("{:016x}", rand::random::<u64>());
-    let settings = Settings {
-        bootstrap: src.bootstrap_servers.clone(),
-        input_topic: src.topic.clone(),
-        group_id: src.group_id.clone(),
-        output_topic: sink.topic.clone(),
-        dlq_topic: Some(
-            sink.dlq_topic
-                .clone()
-                .unwrap_or_else(|| format!("{}-dlq", sink.topic)),
-        ),
-        state_topic: format!("mlpredict-{}-state", cfg.name),
-        consumer_props: src.properties.clone(),
-        producer_props: sink.properties.clone(),
-        transactional_id: format!("mlpredict-{}-{instance}", cfg.name),
-        timeout: Duration::from_secs(30),
-    };
     let io = KafkaIo::connect(settings, &rt)?;
     // Each instance has its own local directory: lanes move between
     // instances, and a batch file is rebuilt from Kafka when missing.
@@ -154,6 +133,51 @@ pub fn run_kafka(
     Ok(summary)
 }
 
+/// How to reach Kafka for this pipeline; `instance` makes the
+/// transactional id unique (zombies are fenced by the group generation).
+pub(crate) fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
+    let SourceConfig::Kafka(src) = &cfg.source else {
+        bail!("not a kafka source")
+    };
+    let SinkConfig::Kafka(sink) = &cfg.sink else {
+        bail!("source.type = \"kafka\" needs sink.type = \"kafka\"")
+    };
+    Ok(Settings {
+        bootstrap: src.bootstrap_servers.clone(),
+        input_topic: src.topic.clone(),
+        group_id: src.group_id.clone(),
+        output_topic: sink.topic.clone(),
+        dlq_topic: Some(
+            sink.dlq_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}-dlq", sink.topic)),
+        ),
+        state_topic: format!("mlpredict-{}-state", cfg.name),
+        consumer_props: src.properties.clone(),
+        producer_props: sink.properties.clone(),
+        transactional_id: format!("mlpredict-{}-{instance}", cfg.name),
+        timeout: Duration::from_secs(30),
+    })
+}
+
+/// A Kafka dead letter: where the record was, its key and raw value, why.
+pub(crate) fn dead_letter(
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    reason: &str,
+) -> Vec<u8> {
+    let dead = serde_json::json!({
+        "partition": partition,
+        "offset": offset,
+        "key": key.map(String::from_utf8_lossy),
+        "raw": value.map(String::from_utf8_lossy),
+        "error": reason,
+    });
+    serde_json::to_vec(&dead).expect("a json value serializes")
+}
+
 impl Shell<'_> {
     fn run(
         &mut self,
@@ -172,16 +196,7 @@ impl Shell<'_> {
                 tracing::info!("stopping: state is committed in kafka; start again to resume");
                 break;
             }
-            let changes = io.take_changes();
-            if !changes.is_empty() {
-                for c in changes {
-                    match c {
-                        LaneChange::Assigned(ps) => self.assigned.extend(ps),
-                        LaneChange::Revoked(ps) => ps.iter().for_each(|p| {
-                            self.assigned.remove(p);
-                        }),
-                    }
-                }
+            if io.update_assignment(&mut self.assigned) {
                 last_change = Instant::now();
                 tracing::info!(partitions = ?self.assigned, "partition assignment changed; resuming their lanes");
                 // What is staged may belong to revoked lanes and is never
@@ -285,6 +300,16 @@ impl Shell<'_> {
         for &p in &self.assigned {
             let st = io.read_state(p)?;
             let lane = st.lane.unwrap_or_default();
+            if let Some(ahead) = &st.sync_ahead {
+                let set = crate::sync_mode::decode_ahead(ahead, lane.watermark as u64)
+                    .map_err(anyhow::Error::msg)?;
+                if set.is_some_and(|s| !s.is_empty()) {
+                    bail!(
+                        "partition {p} was left by an interrupted synchronous ALLOW_UNORDERED run with records emitted beyond its watermark; \
+                         finish it with ml.batch.enabled = false before switching to batch mode"
+                    );
+                }
+            }
             let next_seq = st
                 .batches
                 .keys()
@@ -393,18 +418,12 @@ impl Shell<'_> {
             }
             Err(reason) => {
                 let cuts = self.core.on_record(lane, pos, next, 0, true, now);
-                let dead = serde_json::json!({
-                    "partition": partition,
-                    "offset": offset,
-                    "key": key.as_deref().map(String::from_utf8_lossy),
-                    "raw": value.map(String::from_utf8_lossy),
-                    "error": reason.0,
-                });
+                let dead = dead_letter(partition, offset, key.as_deref(), value, &reason.0);
                 self.lanes
                     .get_mut(&partition)
                     .expect("lane")
                     .dead
-                    .push((key, serde_json::to_vec(&dead)?));
+                    .push((key, dead));
                 if let Some(plan) = cuts.after {
                     self.seal_cut(plan)?;
                 }

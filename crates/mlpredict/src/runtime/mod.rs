@@ -9,6 +9,7 @@ mod progress;
 mod record_file;
 
 pub use kafka::run_kafka;
+pub(crate) use kafka::{dead_letter as kafka_dead_letter, settings as kafka_settings};
 
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -50,7 +50,6 @@ pub struct Settings<'a> {
     pub api_key: Option<&'a str>,
     pub auth: Auth<'a>,
     pub pipeline: &'a str,
-    pub lane: u32,
     pub output_field: &'a str,
     pub task: Task,
     pub format: WireFormat,
@@ -67,7 +66,6 @@ pub struct Client {
     timeout: Duration,
     max_retries: u32,
     pipeline: String,
-    lane: u32,
     /// `,"prediction":`
     prediction_key: Vec<u8>,
     /// No request is sent before this instant (set by a 429's retry-after).
@@ -78,7 +76,10 @@ pub struct Client {
 
 pub struct Job {
     pub seq: u64,
+    pub lane: u32,
     pub pos: u64,
+    /// The record's key (Kafka), handed back with the answer.
+    pub key: Option<Vec<u8>>,
     /// The record's line, for the output.
     pub record: Vec<u8>,
     pub body: Bytes,
@@ -101,6 +102,8 @@ pub enum Answer {
 
 pub struct Done {
     pub seq: u64,
+    pub lane: u32,
+    pub key: Option<Vec<u8>>,
     pub answer: Answer,
 }
 
@@ -171,7 +174,6 @@ impl Client {
             timeout: s.timeout,
             max_retries: s.max_retries,
             pipeline: s.pipeline.to_owned(),
-            lane: s.lane,
             prediction_key,
             gate: Mutex::new(None),
             calls: AtomicU64::new(0),
@@ -181,18 +183,21 @@ impl Client {
 
     /// Send one record's request until it is answered, retries exhausted,
     /// or the pipeline stops.
-    pub async fn call(self: Arc<Self>, job: Job, mut stop: watch::Receiver<bool>) -> Done {
-        let dropped = Done {
-            seq: job.seq,
-            answer: Answer::Dropped,
+    pub async fn call(self: Arc<Self>, mut job: Job, mut stop: watch::Receiver<bool>) -> Done {
+        let (seq, lane) = (job.seq, job.lane);
+        let done = |key, answer| Done {
+            seq,
+            lane,
+            key,
+            answer,
         };
         // Lets the provider (and the mock's exactly-once counters) tell
         // retries of one record from different records.
-        let request_id = format!("{}-{}-{}", self.pipeline, self.lane, job.pos);
+        let request_id = format!("{}-{}-{}", self.pipeline, job.lane, job.pos);
         let mut retries = 0u32;
         loop {
             if !self.wait_gate(&mut stop).await || *stop.borrow() {
-                return dropped;
+                return done(job.key.take(), Answer::Dropped);
             }
             let attempt = self.send(&request_id, job.body.clone()).await;
             let retriable = match &attempt {
@@ -220,12 +225,9 @@ impl Client {
                     }
                     Outcome::Ok { .. } => (format!("http_{status}"), String::new()),
                 };
-                return Done {
-                    seq: job.seq,
-                    answer: Answer::Fatal(format!(
-                        "the provider refused our credentials (http {status}, {code}: {message}); check model.api-key"
-                    )),
-                };
+                return done(job.key.take(), Answer::Fatal(format!(
+                    "the provider refused our credentials (http {status}, {code}: {message}); check model.api-key"
+                )));
             }
             if retriable && retries < self.max_retries {
                 let delay = match &attempt {
@@ -245,7 +247,7 @@ impl Client {
                 retries += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return dropped,
+                    _ = stop.changed() => return done(job.key.take(), Answer::Dropped),
                 }
                 continue;
             }
@@ -253,7 +255,7 @@ impl Client {
                 Attempt::Response { status, body, .. } => {
                     let mut scratch = Vec::new();
                     let outcome = self.outcome(*status, body, &mut scratch);
-                    self.output_line(&job.record, job.pos, retries, &outcome)
+                    self.output_line(&job.record, lane, job.pos, retries, &outcome)
                 }
                 Attempt::Transport { timeout, message } => {
                     let outcome = Outcome::Failed {
@@ -265,18 +267,18 @@ impl Client {
                         message: Cow::Borrowed(message),
                         retriable: true,
                     };
-                    self.output_line(&job.record, job.pos, retries, &outcome)
+                    self.output_line(&job.record, lane, job.pos, retries, &outcome)
                 }
             };
-            return Done {
-                seq: job.seq,
-                answer: Answer::Emit {
+            return done(
+                job.key.take(),
+                Answer::Emit {
                     line,
                     ok,
                     tokens,
                     retries,
                 },
-            };
+            );
         }
     }
 
@@ -410,6 +412,7 @@ impl Client {
     fn output_line(
         &self,
         record: &[u8],
+        lane: u32,
         pos: u64,
         retries: u32,
         outcome: &Outcome<'_>,
@@ -436,9 +439,7 @@ impl Client {
             }
         };
         out.extend_from_slice(br#","ml_predict":{"batch_number":null,"batch_id":null,"retries":"#);
-        out.extend_from_slice(
-            format!("{retries},\"custom_id\":\"{}-{pos}\"", self.lane).as_bytes(),
-        );
+        out.extend_from_slice(format!("{retries},\"custom_id\":\"{lane}-{pos}\"").as_bytes());
         match outcome {
             Outcome::Ok { .. } => out.extend_from_slice(br#","status":"ok","error":null}}"#),
             Outcome::Failed { code, message, .. } => {
@@ -477,7 +478,6 @@ mod tests {
             api_key: Some("sk-secret"),
             auth: Auth::Bearer,
             pipeline: "p",
-            lane: 0,
             output_field: "prediction",
             task,
             format,
@@ -491,7 +491,7 @@ mod tests {
     fn line(c: &Client, status: u16, body: &str) -> String {
         let mut scratch = Vec::new();
         let o = c.outcome(status, body.as_bytes(), &mut scratch);
-        String::from_utf8(c.output_line(br#"{"id":1,"text":"hi"}"#, 42, 1, &o).0).unwrap()
+        String::from_utf8(c.output_line(br#"{"id":1,"text":"hi"}"#, 0, 42, 1, &o).0).unwrap()
     }
 
     #[test]
@@ -569,7 +569,6 @@ mod tests {
                     api_version: version,
                 },
                 pipeline: "p",
-                lane: 0,
                 output_field: "prediction",
                 task: Task::Chat,
                 format: WireFormat::OpenAi,

@@ -1,5 +1,6 @@
 //! The records between the committed watermark and the reading position,
 //! and what may be emitted when (no IO here, so it is unit-tested alone).
+//! One window per lane: the file, or one Kafka partition.
 //!
 //! - ORDERED: a record's output waits until every record before it is
 //!   emitted; the watermark is the end of the last emitted record.
@@ -11,39 +12,48 @@
 //!
 //! Dead letters are records too: in ORDERED mode they are written in input
 //! order, in ALLOW_UNORDERED mode at once.
+//!
+//! What is emitted is an item `T` handed to a [`Sink`]: output bytes for the
+//! file sinks, (key, value) records for Kafka.
 
 use std::collections::{BTreeSet, VecDeque};
 
+/// Where the window puts what may be emitted now.
+pub trait Sink<T> {
+    fn output(&mut self, item: T);
+    fn dead_letter(&mut self, item: T);
+}
+
 /// What became of a line when it was read.
-pub enum Kind {
+pub enum Kind<T> {
     /// Blank line: nothing to emit, not a record.
     Blank,
     /// Emitted before a restart (it was in the committed `ahead` set).
     Skip,
-    /// Unusable: this dead-letter line goes to the DLQ.
-    Dead(Vec<u8>),
+    /// Unusable: this dead letter goes to the DLQ.
+    Dead(T),
     /// A request was sent; its output comes with [`Window::complete`].
     Request,
 }
 
-enum Slot {
+enum Slot<T> {
     Pending,
-    /// Output line waiting for its turn (ORDERED).
-    Ready(Vec<u8>),
-    /// Dead-letter line waiting for its turn (ORDERED).
-    Dead(Vec<u8>),
+    /// Output waiting for its turn (ORDERED).
+    Ready(T),
+    /// Dead letter waiting for its turn (ORDERED).
+    Dead(T),
     /// Emitted, or nothing to emit.
     Done,
 }
 
-struct Entry {
+struct Entry<T> {
     pos: u64,
     next: u64,
     record: bool,
-    slot: Slot,
+    slot: Slot<T>,
 }
 
-/// Bytes emitted since the last commit, for the output and the DLQ.
+/// Bytes emitted since the last commit, for the output and the DLQ files.
 #[derive(Default)]
 pub struct Emitted {
     pub out: Vec<u8>,
@@ -61,9 +71,19 @@ impl Emitted {
     }
 }
 
-pub struct Window {
+impl Sink<Vec<u8>> for Emitted {
+    fn output(&mut self, line: Vec<u8>) {
+        self.out.extend_from_slice(&line);
+    }
+
+    fn dead_letter(&mut self, line: Vec<u8>) {
+        self.dlq.extend_from_slice(&line);
+    }
+}
+
+pub struct Window<T> {
     ordered: bool,
-    entries: VecDeque<Entry>,
+    entries: VecDeque<Entry<T>>,
     /// Sequence number of `entries[0]`.
     base: u64,
     watermark: u64,
@@ -73,7 +93,7 @@ pub struct Window {
     ahead: BTreeSet<u64>,
 }
 
-impl Window {
+impl<T> Window<T> {
     pub fn new(ordered: bool, watermark: u64) -> Self {
         Self {
             ordered,
@@ -103,7 +123,7 @@ impl Window {
     }
 
     /// Add the line `[pos, next)`; returns its sequence number.
-    pub fn push(&mut self, pos: u64, next: u64, kind: Kind, em: &mut Emitted) -> u64 {
+    pub fn push(&mut self, pos: u64, next: u64, kind: Kind<T>, em: &mut impl Sink<T>) -> u64 {
         debug_assert!(pos >= self.watermark);
         let seq = self.base + self.entries.len() as u64;
         let (record, slot) = match kind {
@@ -112,9 +132,9 @@ impl Window {
                 self.ahead.insert(pos);
                 (true, Slot::Done)
             }
-            Kind::Dead(line) if self.ordered => (true, Slot::Dead(line)),
-            Kind::Dead(line) => {
-                em.dlq.extend_from_slice(&line);
+            Kind::Dead(item) if self.ordered => (true, Slot::Dead(item)),
+            Kind::Dead(item) => {
+                em.dead_letter(item);
                 self.ahead.insert(pos);
                 (true, Slot::Done)
             }
@@ -131,17 +151,17 @@ impl Window {
         seq
     }
 
-    /// The answer for `seq` (an output line); emitted now or in its turn.
-    pub fn complete(&mut self, seq: u64, line: Vec<u8>, em: &mut Emitted) {
+    /// The answer for `seq`; emitted now or in its turn.
+    pub fn complete(&mut self, seq: u64, item: T, em: &mut impl Sink<T>) {
         let idx = seq
             .checked_sub(self.base)
             .expect("answer for a retired record") as usize;
         let e = &mut self.entries[idx];
         debug_assert!(matches!(e.slot, Slot::Pending));
         if self.ordered {
-            e.slot = Slot::Ready(line);
+            e.slot = Slot::Ready(item);
         } else {
-            em.out.extend_from_slice(&line);
+            em.output(item);
             self.ahead.insert(e.pos);
             e.slot = Slot::Done;
         }
@@ -149,15 +169,15 @@ impl Window {
     }
 
     /// Move the watermark over the finished records at the head.
-    fn retire(&mut self, em: &mut Emitted) {
+    fn retire(&mut self, em: &mut impl Sink<T>) {
         while let Some(head) = self.entries.front() {
             if matches!(head.slot, Slot::Pending) {
                 break;
             }
             let head = self.entries.pop_front().expect("front exists");
             match head.slot {
-                Slot::Ready(line) => em.out.extend_from_slice(&line),
-                Slot::Dead(line) => em.dlq.extend_from_slice(&line),
+                Slot::Ready(item) => em.output(item),
+                Slot::Dead(item) => em.dead_letter(item),
                 Slot::Done | Slot::Pending => {}
             }
             if head.record {
@@ -169,7 +189,7 @@ impl Window {
         }
     }
 
-    /// The `ahead` set as stored in `meta`: `{watermark}:{pos},{pos},...`.
+    /// The `ahead` set as stored: `{watermark}:{pos},{pos},...`.
     pub fn ahead_meta(&self) -> String {
         encode_ahead(self.watermark, &self.ahead)
     }
@@ -223,7 +243,7 @@ mod tests {
 
     #[test]
     fn ordered_emits_in_input_order() {
-        let mut w = Window::new(true, 0);
+        let mut w: Window<Vec<u8>> = Window::new(true, 0);
         let mut em = Emitted::default();
         let a = w.push(0, 10, Kind::Request, &mut em);
         w.push(10, 11, Kind::Blank, &mut em);
@@ -241,7 +261,7 @@ mod tests {
 
     #[test]
     fn unordered_emits_at_once_and_tracks_what_is_ahead() {
-        let mut w = Window::new(false, 100);
+        let mut w: Window<Vec<u8>> = Window::new(false, 100);
         let mut em = Emitted::default();
         let a = w.push(100, 110, Kind::Request, &mut em);
         let b = w.push(110, 120, Kind::Request, &mut em);

@@ -99,15 +99,20 @@ pub fn produce(bootstrap: &str, topic: &str, values: &[(String, String)]) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// Every committed record of a topic: (key, value).
-pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(Option<String>, String)> {
-    let c: BaseConsumer = ClientConfig::new()
+/// A consumer that sees only committed records.
+fn committed_reader(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// Every committed record of a topic: (key, value).
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(Option<String>, String)> {
+    let c = committed_reader(bootstrap);
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for p in 0..partitions {
@@ -139,6 +144,41 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(Option<St
             return out;
         }
         assert!(Instant::now() < deadline, "timed out reading {topic}");
+    }
+}
+
+/// The committed values of one partition, in offset order.
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<String> {
+    let c = committed_reader(bootstrap);
+    let (low, high) = c
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap();
+    let mut out = Vec::new();
+    if high <= low {
+        return out;
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+        let at = c
+            .position()
+            .unwrap()
+            .elements()
+            .first()
+            .and_then(|e| e.offset().to_raw());
+        if at.is_some_and(|o| o >= high) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic}[{partition}]"
+        );
     }
 }
 
