@@ -1,0 +1,129 @@
+use super::*;
+
+fn client(task: Task, format: WireFormat) -> Client {
+    Client::new(&Settings {
+        endpoint: "http://127.0.0.1:9/v1/chat/completions",
+        api_key: Some("sk-secret"),
+        auth: Auth::Bearer,
+        pipeline: "p",
+        output_field: "prediction",
+        task,
+        format,
+        timeout: Duration::from_secs(1),
+        max_retries: 3,
+        max_concurrent: 4,
+    })
+    .unwrap()
+}
+
+fn line(c: &Client, status: u16, body: &str) -> String {
+    let mut scratch = Vec::new();
+    let o = c.outcome(status, body.as_bytes(), &mut scratch);
+    String::from_utf8(c.output_line(br#"{"id":1,"text":"hi"}"#, 0, 42, 1, &o).0).unwrap()
+}
+
+#[test]
+fn output_has_batch_mode_shape() {
+    let c = client(Task::Chat, WireFormat::OpenAi);
+    let ok = line(
+        &c,
+        200,
+        r#"{"choices":[{"message":{"role":"assistant","content":"4 \"stars\""}}],"usage":{"total_tokens":9}}"#,
+    );
+    assert_eq!(
+        ok,
+        "{\"id\":1,\"text\":\"hi\",\"prediction\":\"4 \\\"stars\\\"\",\"ml_predict\":{\"batch_number\":null,\"batch_id\":null,\"retries\":1,\"custom_id\":\"0-42\",\"status\":\"ok\",\"error\":null}}\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&line(
+        &c,
+        400,
+        r#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(v["prediction"], serde_json::Value::Null);
+    assert_eq!(v["ml_predict"]["status"], "error");
+    assert_eq!(v["ml_predict"]["error"]["code"], "context_length_exceeded");
+    let v: serde_json::Value =
+        serde_json::from_str(&line(&c, 413, "length limit exceeded")).unwrap();
+    assert_eq!(v["ml_predict"]["error"]["code"], "http_413");
+    assert_eq!(v["ml_predict"]["error"]["message"], "length limit exceeded");
+    let v: serde_json::Value = serde_json::from_str(&line(&c, 200, "<html>")).unwrap();
+    assert_eq!(v["ml_predict"]["error"]["code"], UNEXPECTED_RESPONSE);
+}
+
+#[test]
+fn embeddings_and_generic() {
+    let c = client(Task::Embeddings, WireFormat::OpenAi);
+    let v: serde_json::Value = serde_json::from_str(&line(
+        &c,
+        200,
+        r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1.0]}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(v["prediction"], serde_json::json!([0.5, -1.0]));
+    let g = client(Task::Chat, WireFormat::Generic);
+    let v: serde_json::Value =
+        serde_json::from_str(&line(&g, 200, r#"{"output": "yes"}"#)).unwrap();
+    assert_eq!(v["prediction"], "yes");
+}
+
+#[test]
+fn anthropic_messages_and_errors() {
+    let c = client(Task::Chat, WireFormat::Anthropic);
+    let v: serde_json::Value = serde_json::from_str(&line(
+        &c,
+        200,
+        r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"4/5"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":3}}"#,
+    ))
+    .unwrap();
+    assert_eq!(v["prediction"], "4/5");
+    let v: serde_json::Value = serde_json::from_str(&line(
+        &c,
+        400,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(v["ml_predict"]["error"]["code"], "invalid_request_error");
+    assert_eq!(v["ml_predict"]["error"]["message"], "prompt is too long");
+}
+
+#[test]
+fn azure_api_version_only_where_it_belongs() {
+    let url = |endpoint: &str, version: Option<&str>| {
+        Client::new(&Settings {
+            endpoint,
+            api_key: None,
+            auth: Auth::Azure {
+                api_version: version,
+            },
+            pipeline: "p",
+            output_field: "prediction",
+            task: Task::Chat,
+            format: WireFormat::OpenAi,
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            max_concurrent: 1,
+        })
+        .unwrap()
+        .url
+        .to_string()
+    };
+    let classic = "https://r.openai.azure.com/openai/deployments/d/chat/completions";
+    assert_eq!(
+        url(classic, Some("2024-10-21")),
+        format!("{classic}?api-version=2024-10-21")
+    );
+    let v1 = "https://r.openai.azure.com/openai/v1/chat/completions";
+    assert_eq!(url(v1, Some("2024-10-21")), v1);
+    assert_eq!(
+        url(v1, Some("preview")),
+        format!("{v1}?api-version=preview")
+    );
+    assert_eq!(url(classic, None), classic);
+}
+
+#[test]
+fn backoff_grows_and_caps() {
+    assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
+    assert!(backoff(30) <= BACKOFF_CAP);
+}
