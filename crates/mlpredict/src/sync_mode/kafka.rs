@@ -257,7 +257,6 @@ impl Shell<'_> {
                 self.stash.push_back(fetched);
                 self.admit();
             }
-            metrics::counter!("records_in_total").increment(read as u64);
             self.dispatch();
             if self.until_idle && read == 0 && self.stash.is_empty() {
                 self.check_ends();
@@ -400,6 +399,7 @@ impl Shell<'_> {
         }
         lane.next_offset = offset + 1;
         self.summary.records_read += 1;
+        metrics::counter!("records_in_total").increment(1);
         // A push may retire records too: `held` follows the window.
         let before = lane.window.records();
         let (pos, next) = (offset as u64, offset as u64 + 1);
