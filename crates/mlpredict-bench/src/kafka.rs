@@ -119,6 +119,10 @@ pub struct OutputCount {
     pub distinct_ids: u64,
     pub ok: u64,
     pub bytes: u64,
+    /// Offsets that hold no record under read_committed: the transactions'
+    /// commit markers (one per transaction per partition written), plus
+    /// aborted records and their markers.
+    pub control_records: u64,
 }
 
 /// Read every committed record of `topic` (all partitions, from the
@@ -148,12 +152,14 @@ pub fn count_output(bootstrap: &str, topic: &str, n: u64) -> anyhow::Result<Outp
     }
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
+    let mut span = 0;
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         let (low, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         if high > low {
             ends.insert(p, high);
         }
+        span += (high - low).max(0) as u64;
     }
     c.assign(&tpl)?;
     let mut out = OutputCount::default();
@@ -197,6 +203,7 @@ pub fn count_output(bootstrap: &str, topic: &str, n: u64) -> anyhow::Result<Outp
             bail!("timed out reading {topic}");
         }
     }
+    out.control_records = span.saturating_sub(out.messages);
     out.distinct_custom_ids = custom_ids.len() as u64;
     out.distinct_ids = ids.iter().filter(|&&b| b).count() as u64;
     Ok(out)

@@ -201,6 +201,9 @@ pub struct KafkaRow {
     pub distinct_ids: u64,
     pub ok: u64,
     pub dlq_records: u64,
+    /// Commit markers in the output topic (≈ transactions × output
+    /// partitions each wrote to; see `kafka::OutputCount`).
+    pub output_control_records: u64,
     pub output_mb: f64,
     /// Producing the input (not part of the wall time).
     pub produce_s: f64,
@@ -1139,6 +1142,7 @@ fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
             distinct_ids: out.distinct_ids,
             ok: out.ok,
             dlq_records: dlq.messages,
+            output_control_records: out.control_records,
             output_mb: mb(out.bytes),
             produce_s,
             verify_s,
