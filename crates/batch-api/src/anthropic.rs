@@ -54,7 +54,7 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::http::{self, AuthStyle, Http, RetryPolicy};
+use crate::http::{self, AuthStyle, DownloadTo, Downloaded, Http, RetryPolicy};
 use crate::openai::{check_url, str_field, time_field, u64_field};
 use crate::wire::{is_valid_custom_id, BATCH_TAG_SEPARATOR, LINE_HEAD};
 use crate::{
@@ -664,14 +664,14 @@ impl BatchApi for AnthropicClient {
         self.find_impl(meta, not_before, Some(requests)).await
     }
 
-    async fn download(&self, file: &str, dest: &Path) -> Result<u64, ApiError> {
+    async fn download_to(&self, file: &str, to: DownloadTo<'_>) -> Result<Downloaded, ApiError> {
         const WHAT: &str = "download batch results";
         let url = self.resolve(file);
         let url = url.as_str();
         self.http
             .retry(WHAT, || async move {
                 self.http
-                    .download_request(WHAT, self.results_request(url), dest, None)
+                    .download_request(WHAT, self.results_request(url), to, None)
                     .await
             })
             .await

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::http::{self, AuthStyle, Http, RetryPolicy};
+use crate::http::{self, AuthStyle, DownloadTo, Downloaded, Http, RetryPolicy};
 use crate::openai::{
     check_url, meta_from_json, meta_to_json, parse_errors, str_field, time_field, u64_field,
 };
@@ -334,14 +334,14 @@ impl BatchApi for GenericClient {
         }
     }
 
-    async fn download(&self, file: &str, dest: &Path) -> Result<u64, ApiError> {
+    async fn download_to(&self, file: &str, to: DownloadTo<'_>) -> Result<Downloaded, ApiError> {
         const WHAT: &str = "download results";
         let url = self.resolve_results_url(file);
         let url = url.as_str();
         self.http
             .retry(WHAT, || async move {
                 self.http
-                    .download_once(WHAT, url, dest, Some(JsonLinesNormalizer::new()))
+                    .download_once(WHAT, url, to, Some(JsonLinesNormalizer::new()))
                     .await
             })
             .await

@@ -297,17 +297,17 @@ impl Http {
         retry_with(self.retry, what, call).await
     }
 
-    /// GET `url` and stream the body into `dest` (created or truncated),
-    /// passing each chunk through `transform` when given; fsync at the end.
-    /// Returns the bytes written. One attempt; wrap in [`retry`](Self::retry).
+    /// GET `url` and stream the body into `to`: a file (created or
+    /// truncated, fsynced at the end) or memory, passing each chunk through
+    /// `normalize` when given. One attempt; wrap in [`retry`](Self::retry).
     pub(crate) async fn download_once(
         &self,
         what: &str,
         url: &str,
-        dest: &Path,
+        to: DownloadTo<'_>,
         normalize: Option<crate::wire::JsonLinesNormalizer>,
-    ) -> Result<u64, ApiError> {
-        self.download_request(what, self.req_untimed(Method::GET, url), dest, normalize)
+    ) -> Result<Downloaded, ApiError> {
+        self.download_request(what, self.req_untimed(Method::GET, url), to, normalize)
             .await
     }
 
@@ -316,64 +316,49 @@ impl Http {
         &self,
         what: &str,
         rb: RequestBuilder,
-        dest: &Path,
+        to: DownloadTo<'_>,
         normalize: Option<crate::wire::JsonLinesNormalizer>,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<Downloaded, ApiError> {
         let resp = self.send(what, rb).await?;
-        let res = self.stream_to_file(what, resp, dest, normalize).await;
-        if res.is_err() {
-            // Leave no partial file that could pass for a result file.
-            let _ = tokio::fs::remove_file(dest).await;
+        let body = Body::new(resp, normalize);
+        match to {
+            DownloadTo::Memory => self.stream_to_memory(what, body).await,
+            DownloadTo::File(dest) => {
+                let res = self.stream_to_file(what, body, dest).await;
+                if res.is_err() {
+                    // Leave no partial file that could pass for a result file.
+                    let _ = tokio::fs::remove_file(dest).await;
+                }
+                res
+            }
         }
-        res
+    }
+
+    async fn stream_to_memory(&self, what: &str, mut body: Body) -> Result<Downloaded, ApiError> {
+        // The length is only a hint: cap what is reserved before it arrives.
+        let hint = body.expected.unwrap_or(0).min(64 << 20) as usize;
+        let mut out = Vec::with_capacity(hint);
+        while let Some(chunk) = body.next(self, what).await? {
+            out.extend_from_slice(chunk);
+        }
+        Ok(Downloaded::Memory(out))
     }
 
     async fn stream_to_file(
         &self,
         what: &str,
-        resp: Response,
+        mut body: Body,
         dest: &Path,
-        mut normalize: Option<crate::wire::JsonLinesNormalizer>,
-    ) -> Result<u64, ApiError> {
-        let expected = resp.content_length();
+    ) -> Result<Downloaded, ApiError> {
         let mut file = tokio::fs::File::create(dest)
             .await
             .map_err(|e| ApiError::local_io(what, dest, &e))?;
-        let mut stream = resp.bytes_stream();
-        let mut received: u64 = 0;
         let mut written: u64 = 0;
-        let mut buf = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.transport_error(what, &e))?;
-            received += chunk.len() as u64;
-            let out: &[u8] = match normalize.as_mut() {
-                Some(n) => {
-                    buf.clear();
-                    n.push(&chunk, &mut buf);
-                    &buf
-                }
-                None => &chunk,
-            };
-            file.write_all(out)
+        while let Some(chunk) = body.next(self, what).await? {
+            file.write_all(chunk)
                 .await
                 .map_err(|e| ApiError::local_io(what, dest, &e))?;
-            written += out.len() as u64;
-        }
-        if let Some(n) = normalize.as_mut() {
-            buf.clear();
-            n.finish(&mut buf);
-            file.write_all(&buf)
-                .await
-                .map_err(|e| ApiError::local_io(what, dest, &e))?;
-            written += buf.len() as u64;
-        }
-        if let Some(expected) = expected {
-            if expected != received {
-                return Err(ApiError::new(
-                    ErrorClass::Ambiguous,
-                    format!("{what}: truncated download: {received} of {expected} bytes"),
-                ));
-            }
+            written += chunk.len() as u64;
         }
         file.flush()
             .await
@@ -381,7 +366,7 @@ impl Http {
         file.sync_all()
             .await
             .map_err(|e| ApiError::local_io(what, dest, &e))?;
-        Ok(written)
+        Ok(Downloaded::File(written))
     }
 
     pub(crate) fn scrub(&self, text: &str) -> String {
@@ -461,6 +446,92 @@ impl Http {
             code: code.map(|c| self.scrub(&c)),
             message: self.scrub(&message),
             retry_after: parse_retry_after(headers, now),
+        }
+    }
+}
+
+/// Where a download goes.
+#[derive(Debug, Clone, Copy)]
+pub enum DownloadTo<'a> {
+    /// Created or truncated, fsynced at the end.
+    File(&'a Path),
+    /// Kept in memory and returned.
+    Memory,
+}
+
+/// What a download produced.
+#[derive(Debug)]
+pub enum Downloaded {
+    /// The bytes written to the file.
+    File(u64),
+    Memory(Vec<u8>),
+}
+
+/// A response body read chunk by chunk, normalised when asked, with its
+/// length checked against `content-length` at the end.
+struct Body {
+    stream: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    normalize: Option<crate::wire::JsonLinesNormalizer>,
+    expected: Option<u64>,
+    received: u64,
+    chunk: Bytes,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl Body {
+    fn new(resp: Response, normalize: Option<crate::wire::JsonLinesNormalizer>) -> Self {
+        Self {
+            expected: resp.content_length(),
+            stream: Box::pin(resp.bytes_stream()),
+            normalize,
+            received: 0,
+            chunk: Bytes::new(),
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next piece of output; `None` at the end.
+    async fn next(&mut self, http: &Http, what: &str) -> Result<Option<&[u8]>, ApiError> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.stream.next().await {
+            Some(chunk) => {
+                let chunk = chunk.map_err(|e| http.transport_error(what, &e))?;
+                self.received += chunk.len() as u64;
+                match self.normalize.as_mut() {
+                    Some(n) => {
+                        self.buf.clear();
+                        n.push(&chunk, &mut self.buf);
+                        Ok(Some(&self.buf))
+                    }
+                    None => {
+                        self.chunk = chunk;
+                        Ok(Some(&self.chunk))
+                    }
+                }
+            }
+            None => {
+                self.done = true;
+                if let Some(expected) = self.expected {
+                    if expected != self.received {
+                        return Err(ApiError::new(
+                            ErrorClass::Ambiguous,
+                            format!(
+                                "{what}: truncated download: {} of {expected} bytes",
+                                self.received
+                            ),
+                        ));
+                    }
+                }
+                self.buf.clear();
+                if let Some(n) = self.normalize.as_mut() {
+                    n.finish(&mut self.buf);
+                }
+                Ok((!self.buf.is_empty()).then_some(&self.buf[..]))
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ pub mod wire;
 pub use anthropic::AnthropicClient;
 pub use error::{ApiError, ErrorClass};
 pub use generic::GenericClient;
-pub use http::{ApiKey, RetryPolicy};
+pub use http::{ApiKey, DownloadTo, Downloaded, RetryPolicy};
 pub use openai::OpenAiClient;
 
 /// What we put into a provider batch so that it can be found again after a
@@ -133,9 +133,28 @@ pub trait BatchApi: Send + Sync {
     /// Newest-first listing, for adoption and list-based polling.
     async fn list(&self, after: Option<&str>, limit: u32) -> Result<BatchPage, ApiError>;
 
-    /// Stream a result file (`output_file` / `error_file` of a batch) to
-    /// `dest`; returns the bytes written. The file is fsynced.
-    async fn download(&self, file: &str, dest: &Path) -> Result<u64, ApiError>;
+    /// Download a result file (`output_file` / `error_file` of a batch)
+    /// into a local file or memory (see [`download`](Self::download) and
+    /// [`fetch`](Self::fetch)).
+    async fn download_to(&self, file: &str, to: DownloadTo<'_>) -> Result<Downloaded, ApiError>;
+
+    /// Stream a result file to `dest`; returns the bytes written. The file
+    /// is fsynced.
+    async fn download(&self, file: &str, dest: &Path) -> Result<u64, ApiError> {
+        match self.download_to(file, DownloadTo::File(dest)).await? {
+            Downloaded::File(n) => Ok(n),
+            Downloaded::Memory(b) => Ok(b.len() as u64),
+        }
+    }
+
+    /// A result file's bytes, in memory: for a join that reads them once
+    /// (the provider keeps them, so nothing needs to be on disk).
+    async fn fetch(&self, file: &str) -> Result<Vec<u8>, ApiError> {
+        match self.download_to(file, DownloadTo::Memory).await? {
+            Downloaded::Memory(b) => Ok(b),
+            Downloaded::File(_) => unreachable!("a download to memory returns bytes"),
+        }
+    }
 
     async fn cancel(&self, batch_id: &str) -> Result<RemoteBatch, ApiError>;
 

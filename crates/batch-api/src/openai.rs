@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::http::{self, AuthStyle, Http, RetryPolicy};
+use crate::http::{self, AuthStyle, DownloadTo, Downloaded, Http, RetryPolicy};
 use crate::{
     ApiError, BatchApi, BatchMeta, BatchPage, ClientTimeouts, ErrorClass, Limits, RemoteBatch,
     RemoteBatchError, RemoteStatus, RequestCounts,
@@ -305,7 +305,7 @@ impl BatchApi for OpenAiClient {
         parse_page(&v).map_err(|m| ApiError::new(ErrorClass::Ambiguous, format!("{WHAT}: {m}")))
     }
 
-    async fn download(&self, file: &str, dest: &Path) -> Result<u64, ApiError> {
+    async fn download_to(&self, file: &str, to: DownloadTo<'_>) -> Result<Downloaded, ApiError> {
         const WHAT: &str = "download result file";
         let url = if file.starts_with("http://") || file.starts_with("https://") {
             file.to_owned()
@@ -318,7 +318,7 @@ impl BatchApi for OpenAiClient {
         let url = url.as_str();
         self.http
             .retry(WHAT, || async move {
-                self.http.download_once(WHAT, url, dest, None).await
+                self.http.download_once(WHAT, url, to, None).await
             })
             .await
     }

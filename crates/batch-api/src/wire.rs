@@ -345,6 +345,21 @@ pub fn parse_result_line<'a>(
     }
 }
 
+/// [`parse_result_line`] from text: the same result, but `serde_json` does
+/// not check the UTF-8 of every borrowed string again (validate the whole
+/// download once, then parse its lines with this).
+pub fn parse_result_str<'a>(
+    format: WireFormat,
+    task: Task,
+    line: &'a str,
+) -> Result<ResultLine<'a>, WireError> {
+    match format {
+        WireFormat::OpenAi => openai::parse_str(task, line),
+        WireFormat::Generic => generic::parse_str(line),
+        WireFormat::Anthropic => anthropic::parse_str(line),
+    }
+}
+
 /// Whether an HTTP status of a single request is worth retrying in a later
 /// batch: 408, 429 and 5xx.
 pub fn is_retriable_http_status(status: u16) -> bool {
@@ -392,6 +407,26 @@ pub fn split_lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
         rest = next;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !line.iter().all(u8::is_ascii_whitespace) {
+            return Some(line);
+        }
+    })
+}
+
+/// [`split_lines`] for text.
+pub fn split_str_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        // '\n' is ASCII, so both slices stay on char boundaries.
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = next;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.bytes().all(|b| b.is_ascii_whitespace()) {
             return Some(line);
         }
     })

@@ -166,6 +166,8 @@ async fn submit_poll_download() {
         let dest = dir.path().join("results.jsonl");
         c.download(&url, &dest).await.unwrap();
         let bytes = std::fs::read(&dest).unwrap();
+        // In memory: the same normalised bytes.
+        assert_eq!(c.fetch(&url).await.unwrap(), bytes);
         let lines: Vec<_> = split_lines(&bytes)
             .map(|l| parse_result_line(WireFormat::Generic, Task::Chat, l).unwrap())
             .collect();

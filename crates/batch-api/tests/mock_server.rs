@@ -117,6 +117,7 @@ async fn results(
         let n = api.download(file, &dest).await.unwrap();
         let bytes = std::fs::read(&dest).unwrap();
         assert_eq!(n, bytes.len() as u64);
+        assert_eq!(api.fetch(file).await.unwrap(), bytes, "fetch = download");
         for line in split_lines(&bytes) {
             let r = parse_result_line(format, task, line).unwrap();
             let v = match &r.outcome {

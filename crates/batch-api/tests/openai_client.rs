@@ -572,6 +572,7 @@ async fn big_download_streams_to_disk() {
     let n = client(&base).download("file-big", &dest).await.unwrap();
     assert_eq!(n, big.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), *big);
+    assert_eq!(client(&base).fetch("file-big").await.unwrap(), *big);
 }
 
 #[tokio::test]

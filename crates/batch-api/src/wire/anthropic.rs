@@ -189,7 +189,15 @@ pub fn is_retriable_anthropic_error(kind: &str) -> bool {
 }
 
 pub(super) fn parse(line: &[u8]) -> Result<ResultLine<'_>, WireError> {
-    let line: Line<'_> = serde_json::from_slice(line).map_err(|e| WireError(e.to_string()))?;
+    read(serde_json::from_slice(line))
+}
+
+pub(super) fn parse_str(line: &str) -> Result<ResultLine<'_>, WireError> {
+    read(serde_json::from_str(line))
+}
+
+fn read(line: serde_json::Result<Line<'_>>) -> Result<ResultLine<'_>, WireError> {
+    let line = line.map_err(|e| WireError(e.to_string()))?;
     let outcome = match line.result.0 {
         Some(res) => outcome(res),
         None => unexpected("result line has no result object"),

@@ -27,7 +27,15 @@ struct Line<'a> {
 }
 
 pub(super) fn parse(line: &[u8]) -> Result<ResultLine<'_>, WireError> {
-    let line: Line<'_> = serde_json::from_slice(line).map_err(|e| WireError(e.to_string()))?;
+    read(serde_json::from_slice(line))
+}
+
+pub(super) fn parse_str(line: &str) -> Result<ResultLine<'_>, WireError> {
+    read(serde_json::from_str(line))
+}
+
+fn read(line: serde_json::Result<Line<'_>>) -> Result<ResultLine<'_>, WireError> {
+    let line = line.map_err(|e| WireError(e.to_string()))?;
     let outcome = match (line.error, line.output) {
         (Some(err), _) if !err.is_empty() => {
             let status = err.status.and_then(|s| u16::try_from(s).ok());

@@ -67,7 +67,15 @@ struct Embedding<'a> {
 }
 
 pub(super) fn parse(task: Task, line: &[u8]) -> Result<ResultLine<'_>, WireError> {
-    let line: Line<'_> = serde_json::from_slice(line).map_err(|e| WireError(e.to_string()))?;
+    read(task, serde_json::from_slice(line))
+}
+
+pub(super) fn parse_str(task: Task, line: &str) -> Result<ResultLine<'_>, WireError> {
+    read(task, serde_json::from_str(line))
+}
+
+fn read(task: Task, line: serde_json::Result<Line<'_>>) -> Result<ResultLine<'_>, WireError> {
+    let line = line.map_err(|e| WireError(e.to_string()))?;
     let outcome = match (line.response.0, line.error) {
         (Some(resp), err) => response_outcome(task, resp, err),
         (None, Some(err)) if !err.is_empty() => line_error(err),

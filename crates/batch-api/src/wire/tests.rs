@@ -183,7 +183,14 @@ fn bad_custom_id_is_caught_in_debug() {
 // ---- result lines -------------------------------------------------------
 
 fn parse_chat(line: &str) -> ResultLine<'_> {
-    parse_result_line(WireFormat::OpenAi, Task::Chat, line.as_bytes()).unwrap()
+    both(WireFormat::OpenAi, Task::Chat, line)
+}
+
+/// Parse from bytes and from text; both must agree.
+fn both(format: WireFormat, task: Task, line: &str) -> ResultLine<'_> {
+    let r = parse_result_line(format, task, line.as_bytes()).unwrap();
+    assert_eq!(parse_result_str(format, task, line).unwrap(), r, "{line}");
+    r
 }
 
 fn failed(o: &Outcome<'_>) -> (String, String, bool) {
@@ -376,6 +383,8 @@ fn malformed_lines_are_wire_errors() {
         for format in [WireFormat::OpenAi, WireFormat::Generic] {
             let e = parse_result_line(format, Task::Chat, line.as_bytes());
             assert!(e.is_err(), "{format:?} {line:?} parsed as {e:?}");
+            let e = parse_result_str(format, Task::Chat, line);
+            assert!(e.is_err(), "{format:?} {line:?} parsed from text as {e:?}");
         }
     }
     let e = parse_result_line(WireFormat::OpenAi, Task::Chat, b"nope").unwrap_err();
@@ -384,8 +393,7 @@ fn malformed_lines_are_wire_errors() {
 
 #[test]
 fn generic_results() {
-    let p =
-        |l: &'static str| parse_result_line(WireFormat::Generic, Task::Chat, l.as_bytes()).unwrap();
+    let p = |l: &'static str| both(WireFormat::Generic, Task::Chat, l);
     let r = p(r#"{"custom_id":"g-1","output":"Positive"}"#);
     assert_eq!(r.custom_id, "g-1");
     assert_eq!(ok(&r.outcome), (r#""Positive""#.into(), None));
@@ -473,6 +481,10 @@ fn split_lines_skips_blanks() {
     let lines: Vec<_> = split_lines(buf).collect();
     assert_eq!(lines, vec![&b"a"[..], &b"b"[..], &b"c"[..]]);
     assert_eq!(split_lines(b"").count(), 0);
+    let text: Vec<_> = split_str_lines("a\r\n\n  \nb\n\r\nc").collect();
+    assert_eq!(text, vec!["a", "b", "c"]);
+    assert_eq!(split_str_lines("").count(), 0);
+    assert_eq!(split_str_lines("é\nü").collect::<Vec<_>>(), vec!["é", "ü"]);
 }
 
 fn normalize(chunks: &[&[u8]]) -> String {
@@ -575,7 +587,7 @@ fn anthropic_defaults_max_tokens_and_omits_the_unset() {
 }
 
 fn a_parse(line: &str) -> ResultLine<'_> {
-    parse_result_line(WireFormat::Anthropic, Task::Chat, line.as_bytes()).unwrap()
+    both(WireFormat::Anthropic, Task::Chat, line)
 }
 
 #[test]
