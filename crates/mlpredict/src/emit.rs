@@ -5,7 +5,12 @@
 
 use std::collections::HashMap;
 
-use batch_api::wire::{parse_result_line, Outcome, Task, WireFormat};
+use std::io::Write as _;
+
+use batch_api::wire::{
+    parse_result_line, parse_result_str, split_lines, split_str_lines, Outcome, ResultLine, Task,
+    WireError, WireFormat,
+};
 use batch_core::{parse_custom_id, Batch, Disposition, Position, ResultClass};
 
 use crate::record::{write_record_open, Fields};
@@ -67,38 +72,51 @@ enum Fate<'r> {
 }
 
 /// Join and hand each output line (with the record's key, if any) to `emit`.
-pub fn join(
-    input: &JoinInput<'_>,
+pub fn join<'a>(
+    input: &JoinInput<'a>,
     records: &mut dyn BatchRecords,
     emit: &mut dyn FnMut(Option<&[u8]>, &[u8]),
 ) -> anyhow::Result<Joined> {
     let batch = input.batch;
     let mut counts = Counts::default();
-    let mut by_position: HashMap<Position, Outcome<'_>> =
+    let mut by_position: HashMap<Position, Outcome<'a>> =
         HashMap::with_capacity(batch.records as usize);
+    let mut take = |r: Result<ResultLine<'a>, WireError>| match r {
+        Ok(r) => match parse_custom_id(&r.custom_id) {
+            Some((lane, pos)) if lane == batch.lane => {
+                if let Outcome::Ok {
+                    total_tokens: Some(t),
+                    ..
+                } = &r.outcome
+                {
+                    counts.tokens += t;
+                }
+                // A success wins over a failure line for the same id.
+                let keep = by_position.get(&pos).is_some_and(|o| o.is_ok());
+                if !keep {
+                    by_position.insert(pos, r.outcome);
+                }
+            }
+            _ => counts.malformed_results += 1,
+        },
+        Err(e) => {
+            counts.malformed_results += 1;
+            tracing::warn!(batch = %batch.number, error = %e, "skipping a result line");
+        }
+    };
     for buf in input.results {
-        for line in batch_api::wire::split_lines(buf) {
-            match parse_result_line(input.format, input.task, line) {
-                Ok(r) => match parse_custom_id(&r.custom_id) {
-                    Some((lane, pos)) if lane == batch.lane => {
-                        if let Outcome::Ok {
-                            total_tokens: Some(t),
-                            ..
-                        } = &r.outcome
-                        {
-                            counts.tokens += t;
-                        }
-                        // A success wins over a failure line for the same id.
-                        let keep = by_position.get(&pos).is_some_and(|o| o.is_ok());
-                        if !keep {
-                            by_position.insert(pos, r.outcome);
-                        }
-                    }
-                    _ => counts.malformed_results += 1,
-                },
-                Err(e) => {
-                    counts.malformed_results += 1;
-                    tracing::warn!(batch = %batch.number, error = %e, "skipping a result line");
+        // Validate once: parsing from `&str` then skips the per-string UTF-8
+        // checks. A buffer that is not UTF-8 is parsed line by line from
+        // bytes, so one bad line cannot hide the others.
+        match std::str::from_utf8(buf) {
+            Ok(text) => {
+                for line in split_str_lines(text) {
+                    take(parse_result_str(input.format, input.task, line));
+                }
+            }
+            Err(_) => {
+                for line in split_lines(buf) {
+                    take(parse_result_line(input.format, input.task, line));
                 }
             }
         }
@@ -112,9 +130,9 @@ pub fn join(
 
     let mut retry = Vec::new();
     let mut out = Vec::with_capacity(1024);
-    let mut one = |pos: Position, key: Option<&[u8]>, line: &[u8]| {
+    let mut one = |pos: Position, result: Option<&Outcome<'_>>, key: Option<&[u8]>, line: &[u8]| {
         out.clear();
-        let (class, fate) = match (&batch.failure, by_position.get(&pos)) {
+        let (class, fate) = match (&batch.failure, result) {
             (Some(f), _) => (
                 ResultClass::Permanent,
                 Fate::Error {
@@ -166,7 +184,7 @@ pub fn join(
                     }
                 }
                 out.extend_from_slice(&head);
-                out.extend_from_slice(format!("{}-{pos}\"", batch.lane).as_bytes());
+                let _ = write!(out, "{}-{pos}\"", batch.lane);
                 match fate {
                     Fate::Ok(_) => out.extend_from_slice(br#","status":"ok","error":null}}"#),
                     Fate::Error { code, message } => {
@@ -184,9 +202,15 @@ pub fn join(
     };
     let usable_only = batch.members.is_none();
     records.visit(batch, &mut |pos, key, line| {
-        // Dead letters of a range went out when the batch was cut.
-        if !usable_only || input.fields.parse(line).is_ok() {
-            one(pos, key, line);
+        let result = by_position.get(&pos);
+        // Dead letters of a range went out when the batch was cut. Only
+        // usable records were sent, so a line with a result is usable: the
+        // record is parsed again only when it has none (or the batch failed).
+        let usable = !usable_only
+            || (result.is_some() && batch.failure.is_none())
+            || input.fields.parse(line).is_ok();
+        if usable {
+            one(pos, result, key, line);
         }
     })?;
     Ok(Joined { counts, retry })
