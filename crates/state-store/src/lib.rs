@@ -224,6 +224,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Start a transaction: several changes made durable with one commit
+    /// (one WAL fsync). Dropped without [`Txn::commit`], it rolls back.
+    pub fn begin(&mut self) -> Result<Txn<'_>> {
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Txn { tx, path })
+    }
+
     /// Commit a cut: the new batch (if any), the lane watermark and the
     /// dead-letter sink length, in one transaction.
     /// `fingerprint` identifies the source bytes before the watermark, so
@@ -236,18 +250,13 @@ impl Store {
         batch: Option<&Batch>,
         sinks: &[(&str, u64)],
     ) -> Result<()> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.begin()?;
         if let Some(b) = batch {
-            upsert(&tx, b).map_err(err)?;
+            tx.persist(b)?;
         }
-        set_watermark(&tx, lane, watermark, fingerprint).map_err(err)?;
-        set_sinks(&tx, sinks).map_err(err)?;
-        tx.commit().map_err(err)
+        tx.set_watermark(lane, watermark, fingerprint)?;
+        tx.set_sinks(sinks)?;
+        tx.commit()
     }
 
     /// Store one batch row (write-ahead for every phase change).
@@ -264,30 +273,72 @@ impl Store {
         sinks: &[(&str, u64)],
         retry: Option<&Batch>,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        let mut done = batch.clone();
-        done.phase = Phase::Emitted;
-        upsert(&tx, &done).map_err(err)?;
-        tx.execute(
-            "UPDATE batches SET emitted_at = ?2 WHERE id = ?1",
-            params![batch.id as i64, emitted_at as i64],
-        )
-        .map_err(err)?;
-        if let Some(r) = retry {
-            upsert(&tx, r).map_err(err)?;
-        }
-        set_sinks(&tx, sinks).map_err(err)?;
-        tx.commit().map_err(err)
+        let tx = self.begin()?;
+        tx.emitted(batch, emitted_at, retry)?;
+        tx.set_sinks(sinks)?;
+        tx.commit()
     }
 
     /// Set sink lengths alone (e.g. after truncating at start).
     pub fn set_sinks(&mut self, sinks: &[(&str, u64)]) -> Result<()> {
         set_sinks(&self.conn, sinks).map_err(self.err())
+    }
+}
+
+/// One transaction of [`Store`] changes; nothing is durable before
+/// [`commit`](Self::commit).
+pub struct Txn<'s> {
+    tx: rusqlite::Transaction<'s>,
+    path: &'s Path,
+}
+
+impl Txn<'_> {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.to_owned(),
+            source,
+        }
+    }
+
+    /// Store a batch row; a later row of the same batch replaces it.
+    pub fn persist(&self, batch: &Batch) -> Result<()> {
+        upsert(&self.tx, batch).map_err(self.err())
+    }
+
+    /// The batch `Emitted` at `emitted_at`, and the retry batch it made.
+    pub fn emitted(&self, batch: &Batch, emitted_at: Millis, retry: Option<&Batch>) -> Result<()> {
+        let mut done = batch.clone();
+        done.phase = Phase::Emitted;
+        upsert(&self.tx, &done).map_err(self.err())?;
+        self.tx
+            .prepare_cached("UPDATE batches SET emitted_at = ?2 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![batch.id as i64, emitted_at as i64]))
+            .map_err(self.err())?;
+        if let Some(r) = retry {
+            upsert(&self.tx, r).map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    pub fn set_watermark(
+        &self,
+        lane: LaneId,
+        watermark: Position,
+        fingerprint: Option<&str>,
+    ) -> Result<()> {
+        set_watermark(&self.tx, lane, watermark, fingerprint).map_err(self.err())
+    }
+
+    pub fn set_sinks(&self, sinks: &[(&str, u64)]) -> Result<()> {
+        set_sinks(&self.tx, sinks).map_err(self.err())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tx.commit().map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
