@@ -101,3 +101,35 @@ fn empty_member_lists_survive() {
     store.persist(&b).unwrap();
     assert_eq!(store.load().unwrap().open_batches[0].members, Some(vec![]));
 }
+
+#[test]
+fn a_txn_commits_everything_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let (mut a, b) = (batch(1), batch(2));
+    // Dropped without commit: nothing is stored.
+    let tx = store.begin().unwrap();
+    tx.persist(&a).unwrap();
+    tx.set_watermark(0, 20, Some("fp")).unwrap();
+    drop(tx);
+    let snap = store.load().unwrap();
+    assert!(snap.open_batches.is_empty());
+    assert!(snap.lanes.is_empty());
+    // Two cuts, a later row of the same batch, an emission: one commit.
+    let tx = store.begin().unwrap();
+    tx.persist(&a).unwrap();
+    tx.persist(&b).unwrap();
+    a.phase = Phase::Uploaded;
+    a.file_id = Some("file-1".into());
+    tx.persist(&a).unwrap();
+    tx.set_watermark(0, 20, Some("fp")).unwrap();
+    tx.emitted(&b, 7000, None).unwrap();
+    tx.set_sinks(&[("output", 99), ("dlq", 3)]).unwrap();
+    tx.commit().unwrap();
+    let snap = store.load().unwrap();
+    assert_eq!(snap.open_batches, vec![a]);
+    assert_eq!(snap.lanes, vec![(0, 20)]);
+    assert_eq!(snap.sinks.get("output"), Some(&99));
+    assert_eq!(snap.sinks.get("dlq"), Some(&3));
+    assert_eq!(store.all_batches().unwrap()[0].phase, Phase::Emitted);
+}
