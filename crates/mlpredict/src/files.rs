@@ -1,6 +1,7 @@
 //! The pipeline's local directory: `{ml.batch.local.dir}/{pipeline}/` holds
-//! `state.db`, one `batch-{id}.requests.jsonl` per batch not yet emitted and,
-//! while a batch is being emitted, its downloaded result files. The
+//! `state.db` and one `batch-{id}.requests.jsonl` per batch not yet emitted
+//! (result files are joined in memory; `batch-{id}.{output,errors}.jsonl`
+//! are only removed, as earlier versions downloaded them here). The
 //! directory is 0700 and every file 0600: batch files hold user data.
 
 use std::collections::BTreeSet;
@@ -52,12 +53,18 @@ impl LocalDir {
     }
 
     /// Make a finished file durable under its final name.
-    pub fn seal(&self, mut w: BufWriter<File>, tmp: &Path, dest: &Path) -> io::Result<()> {
+    pub fn seal(&self, w: BufWriter<File>, tmp: &Path, dest: &Path) -> io::Result<()> {
+        self.seal_file(w, tmp, dest)?;
+        self.sync_dir()
+    }
+
+    /// [`seal`](Self::seal) but for the directory sync, which the caller
+    /// makes once for several files.
+    pub fn seal_file(&self, mut w: BufWriter<File>, tmp: &Path, dest: &Path) -> io::Result<()> {
         w.flush()?;
         w.get_ref().sync_data()?;
         drop(w);
-        std::fs::rename(tmp, dest)?;
-        self.sync_dir()
+        std::fs::rename(tmp, dest)
     }
 
     pub fn sync_dir(&self) -> io::Result<()> {

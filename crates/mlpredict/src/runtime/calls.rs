@@ -10,6 +10,7 @@ use std::sync::Arc;
 use batch_api::{ApiError, BatchApi, BatchMeta};
 use batch_core::{Batch, Event};
 use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::provider::{failure, remote};
 
@@ -20,8 +21,29 @@ pub enum Msg {
         final_generation: bool,
         retry_id: u64,
         retry_number: String,
-        files: Vec<PathBuf>,
+        /// The result files' bytes (a file gone at the provider is left out).
+        results: Results,
     },
+}
+
+/// Batches whose results may be in memory at once, downloading or waiting
+/// for their join: downloads are concurrent, joins one at a time, so this
+/// bounds memory to a few result files (process-wide, like the one file
+/// the join read at a time when downloads went to disk).
+static IN_MEMORY: Semaphore = Semaphore::const_new(4);
+
+/// A batch's downloaded result files; the memory is accounted for until
+/// this is dropped.
+pub struct Results {
+    files: Vec<Vec<u8>>,
+    _permit: SemaphorePermit<'static>,
+}
+
+impl std::ops::Deref for Results {
+    type Target = [Vec<u8>];
+    fn deref(&self) -> &[Vec<u8>] {
+        &self.files
+    }
 }
 
 #[derive(Default, Debug)]
@@ -217,33 +239,36 @@ impl Caller {
         });
     }
 
-    /// Download a finished batch's result files, then hand it back for the
-    /// join. A file that is gone (404) counts as empty: its requests are
-    /// then missing and retried.
+    /// Download a finished batch's result files into memory, then hand it
+    /// back for the join. Nothing goes to disk: after a crash the provider
+    /// still has them. A file that is gone (404) counts as empty: its
+    /// requests are then missing and retried.
     pub fn download(
         &self,
         batch: Batch,
         final_generation: bool,
         retry_id: u64,
         retry_number: String,
-        targets: Vec<(String, PathBuf)>,
+        files: Vec<String>,
     ) {
         let c = self.clone();
         self.spawn(async move {
-            let mut files = Vec::new();
-            for (file, dest) in targets {
+            let permit = IN_MEMORY.acquire().await.expect("never closed");
+            let mut results = Vec::with_capacity(files.len());
+            for file in files {
                 c.counts.download.fetch_add(1, Ordering::Relaxed);
-                let r = c.api.download(&file, &dest).await;
+                let r = c.api.fetch(&file).await;
                 note(&c.counts, "download", &r);
                 match r {
-                    Ok(_) => files.push(dest),
+                    Ok(bytes) => results.push(bytes),
                     Err(e) if e.class == batch_api::ErrorClass::NotFound => {
                         tracing::warn!(batch = %batch.number, file, "result file is gone at the provider; its requests will be retried");
                     }
                     Err(e) => return Msg::Core(Event::EmitFailed { id: batch.id, failure: failure(&e) }),
                 }
             }
-            Msg::Downloaded { batch, final_generation, retry_id, retry_number, files }
+            let results = Results { files: results, _permit: permit };
+            Msg::Downloaded { batch, final_generation, retry_id, retry_number, results }
         });
     }
 

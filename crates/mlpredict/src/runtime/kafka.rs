@@ -519,9 +519,9 @@ impl Shell<'_> {
                 final_generation,
                 retry_id,
                 retry_number,
-                files,
+                results,
             } => {
-                self.emit(io, &batch, final_generation, retry_id, retry_number, &files)?;
+                self.emit(io, &batch, final_generation, retry_id, retry_number, &results)?;
             }
         }
         self.execute(io, actions)
@@ -571,7 +571,7 @@ impl Shell<'_> {
                 retry_id,
                 retry_number,
             } => {
-                let targets = result_targets(&self.local, &batch);
+                let targets = result_targets(&batch);
                 if targets.is_empty() {
                     self.emit(io, &batch, final_generation, retry_id, retry_number, &[])?;
                 } else {
@@ -616,9 +616,8 @@ impl Shell<'_> {
         final_generation: bool,
         retry_id: u64,
         retry_number: String,
-        files: &[PathBuf],
+        results: &[Vec<u8>],
     ) -> anyhow::Result<()> {
-        let results: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
         let outputs = &mut self.txn.outputs;
         let joined = emit::join(
             &JoinInput {

@@ -126,7 +126,33 @@ struct Shell<'a> {
     dead: Vec<u8>,
     dead_count: u64,
     out_buf: Vec<u8>,
+    /// Persists and cuts not yet committed: they go into the next
+    /// transaction, which is made before any provider call (write-ahead by
+    /// deferral), at the latest before the loop waits.
+    pending: Vec<Batch>,
+    cut: Option<StagedCut>,
+    /// Emissions appended to the output but not yet synced and committed;
+    /// always committed together before `execute` returns.
+    staged: Vec<Staged>,
     summary: Summary,
+}
+
+/// The last cut not yet committed: the lane's new watermark. Its batch row
+/// is in `pending`, its batch file sealed but the directory not yet synced,
+/// its dead letters appended but not yet synced.
+struct StagedCut {
+    lane: u32,
+    end: u64,
+    fingerprint: Option<String>,
+    dir_unsynced: bool,
+    dlq_unsynced: bool,
+}
+
+/// An emission waiting for the group commit.
+struct Staged {
+    batch: Batch,
+    retry: Option<Batch>,
+    joined: emit::Joined,
 }
 
 pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Result<Summary> {
@@ -212,6 +238,9 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         dead: Vec::new(),
         dead_count: 0,
         out_buf: Vec::new(),
+        pending: Vec::new(),
+        cut: None,
+        staged: Vec::new(),
         summary: Summary {
             output: out_path.clone(),
             dlq: dlq_path.clone(),
@@ -283,15 +312,19 @@ impl Shell<'_> {
         self.execute(core, &mut actions)?;
         loop {
             if opts.shutdown.load(Ordering::SeqCst) {
+                self.flush()?;
                 self.summary.interrupted = true;
                 tracing::info!(
                     "stopping: state is committed; run the same command again to resume"
                 );
                 break;
             }
+            // Answers that arrived together are handled together: their
+            // persists and emissions share one transaction.
             while let Ok((_, msg)) = rx.try_recv() {
                 self.on_msg(core, msg, &mut actions)?;
             }
+            self.execute(core, &mut actions)?;
             let mut read = 0;
             while !eof && core.wants_records() && read < 4096 {
                 let now = now_ms();
@@ -351,9 +384,12 @@ impl Shell<'_> {
             progress.update(&self.summary, core.inflight(), core.queued());
             metrics::gauge!("batches_in_flight").set(core.inflight() as f64);
             if eof && core.is_idle() {
+                self.flush()?;
                 break;
             }
             if read == 0 || eof || !core.wants_records() {
+                // Nothing stays uncommitted while the loop waits.
+                self.flush()?;
                 let wait = core
                     .next_wake()
                     .map_or(Duration::from_millis(200), |w| {
@@ -361,7 +397,10 @@ impl Shell<'_> {
                     })
                     .min(Duration::from_millis(200));
                 match rx.recv_timeout(wait) {
-                    Ok((_, msg)) => self.on_msg(core, msg, &mut actions)?,
+                    Ok((_, msg)) => {
+                        self.on_msg(core, msg, &mut actions)?;
+                        self.execute(core, &mut actions)?;
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => bail!("provider call channel closed"),
                 }
@@ -396,75 +435,103 @@ impl Shell<'_> {
                 final_generation,
                 retry_id,
                 retry_number,
-                files,
-            } => {
-                self.emit(
-                    core,
-                    &batch,
-                    final_generation,
-                    retry_id,
-                    retry_number,
-                    &files,
-                    actions,
-                )?;
-            }
-        }
-        self.execute(core, actions)
-    }
-
-    fn execute(&mut self, core: &mut Core, actions: &mut Vec<Action>) -> anyhow::Result<()> {
-        // Emitting feeds the core, which may add actions: loop until quiet.
-        while !actions.is_empty() {
-            let batch: Vec<Action> = std::mem::take(actions);
-            for action in batch {
-                self.execute_one(core, action, actions)?;
-            }
+                results,
+            } => self.stage_emit(batch, final_generation, retry_id, retry_number, &results)?,
         }
         Ok(())
     }
 
-    fn execute_one(
-        &mut self,
-        core: &mut Core,
-        action: Action,
-        actions: &mut Vec<Action>,
-    ) -> anyhow::Result<()> {
+    /// Execute actions, then commit staged emissions; emitting feeds the
+    /// core, which may add actions: loop until quiet.
+    fn execute(&mut self, core: &mut Core, actions: &mut Vec<Action>) -> anyhow::Result<()> {
+        loop {
+            while !actions.is_empty() {
+                let batch: Vec<Action> = std::mem::take(actions);
+                for action in batch {
+                    self.execute_one(action)?;
+                }
+            }
+            if self.staged.is_empty() {
+                return Ok(());
+            }
+            self.commit_emissions(core, actions)?;
+        }
+    }
+
+    /// Commit the pending persists and cuts (one transaction), before a
+    /// provider call that may depend on them.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() && self.cut.is_none() {
+            return Ok(());
+        }
+        self.commit(false)
+    }
+
+    /// One transaction for everything staged: cuts (batch files and dead
+    /// letters synced first), persists, and with `emissions` the staged
+    /// emissions (output synced first).
+    fn commit(&mut self, emissions: bool) -> anyhow::Result<()> {
+        if let Some(cut) = &mut self.cut {
+            if std::mem::take(&mut cut.dir_unsynced) {
+                self.local.sync_dir()?;
+            }
+            if std::mem::take(&mut cut.dlq_unsynced) {
+                self.dlq.sync()?;
+            }
+            crate::failpoint::hit("after-cut");
+        }
+        let now = now_ms();
+        if emissions {
+            self.output.sync()?;
+            crate::failpoint::hit("before-emit-commit");
+        }
+        let tx = self.store.begin()?;
+        // In the order the core asked for them: a later row of a batch wins.
+        for b in &self.pending {
+            tx.persist(b)?;
+        }
+        if let Some(cut) = &self.cut {
+            tx.set_watermark(cut.lane, cut.end, cut.fingerprint.as_deref())?;
+            tx.set_sinks(&[("dlq", self.dlq.len())])?;
+        }
+        if emissions {
+            for s in &self.staged {
+                tx.emitted(&s.batch, now, s.retry.as_ref())?;
+            }
+            tx.set_sinks(&[("output", self.output.len())])?;
+        }
+        tx.commit()?;
+        self.pending.clear();
+        self.cut = None;
+        Ok(())
+    }
+
+    fn execute_one(&mut self, action: Action) -> anyhow::Result<()> {
         match action {
             Action::Cut(plan) => self.seal_cut(plan)?,
-            Action::Persist(batch) => self.store.persist(&batch)?,
-            Action::Upload(batch) => {
-                let path = self.ensure_requests(&batch)?;
-                self.caller.upload(
-                    batch.id,
-                    path,
-                    format!("{}-a{}.jsonl", batch.number, batch.attempt),
-                );
+            Action::Persist(batch) => self.pending.push(batch),
+            // Calls that create, find, poll or cancel provider batches
+            // depend on the state persisted before them. Downloads (reads
+            // whose result is committed with everything pending) and
+            // cleanups (after a commit) do not.
+            Action::Upload(_)
+            | Action::Create(_)
+            | Action::Find { .. }
+            | Action::Poll { .. }
+            | Action::PollMany(_)
+            | Action::Cancel { .. } => {
+                self.flush()?;
+                self.call(action)?;
             }
-            Action::Create(batch) => {
-                let path = self.ensure_requests(&batch)?;
-                self.caller.create(batch, path);
-            }
-            Action::Find { batch, not_before } => self.caller.find(batch, not_before),
-            Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
-            Action::PollMany(batches) => self.caller.poll_many(batches),
-            Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
             Action::Emit {
                 batch,
                 final_generation,
                 retry_id,
                 retry_number,
             } => {
-                let targets = result_targets(&self.local, &batch);
+                let targets = result_targets(&batch);
                 if targets.is_empty() {
-                    self.emit(
-                        core,
-                        &batch,
-                        final_generation,
-                        retry_id,
-                        retry_number,
-                        &[],
-                        actions,
-                    )?;
+                    self.stage_emit(batch, final_generation, retry_id, retry_number, &[])?;
                 } else {
                     self.caller
                         .download(batch, final_generation, retry_id, retry_number, targets);
@@ -482,12 +549,41 @@ impl Shell<'_> {
         Ok(())
     }
 
-    /// Make a cut durable: the batch file under its final name, the dead
-    /// letters of the range, then one commit of batch + watermark + DLQ length.
+    fn call(&mut self, action: Action) -> anyhow::Result<()> {
+        match action {
+            Action::Upload(batch) => {
+                let path = self.ensure_requests(&batch)?;
+                self.caller.upload(
+                    batch.id,
+                    path,
+                    format!("{}-a{}.jsonl", batch.number, batch.attempt),
+                );
+            }
+            Action::Create(batch) => {
+                let path = self.ensure_requests(&batch)?;
+                self.caller.create(batch, path);
+            }
+            Action::Find { batch, not_before } => self.caller.find(batch, not_before),
+            Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
+            Action::PollMany(batches) => self.caller.poll_many(batches),
+            Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
+            other => unreachable!("not a provider call: {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// Stage a cut: the batch file sealed under its final name, the dead
+    /// letters of the range appended; batch, watermark and DLQ length are
+    /// committed by the next [`flush`](Self::flush).
     fn seal_cut(&mut self, plan: Plan) -> anyhow::Result<()> {
         let tmp = self.local.open_lane(plan.lane);
+        let mut dir_unsynced = false;
         match (&plan.batch, self.lane_writer.take()) {
-            (Some(b), Some(w)) => self.local.seal(w, &tmp, &self.local.requests(b.id))?,
+            (Some(b), Some(w)) => {
+                // The directory is synced once for every cut of the turn.
+                self.local.seal_file(w, &tmp, &self.local.requests(b.id))?;
+                dir_unsynced = true;
+            }
             (Some(b), None) => bail!(
                 "internal error: batch {} cut with no records written",
                 b.number
@@ -498,25 +594,31 @@ impl Shell<'_> {
             }
             (None, None) => {}
         }
+        let mut dlq_unsynced = false;
         if !self.dead.is_empty() {
             self.dlq.append(&self.dead)?;
-            self.dlq.sync()?;
+            dlq_unsynced = true;
             self.dead.clear();
             self.summary.dead_letters += self.dead_count;
             metrics::counter!("records_dead_lettered_total").increment(self.dead_count);
             self.dead_count = 0;
         }
-        crate::failpoint::hit("after-cut");
         let fp = self.checkpoints.fingerprint(plan.end);
         debug_assert!(fp.is_some(), "cut at {} is not a checkpoint", plan.end);
-        let dlq_len = self.dlq.len();
-        self.store.commit_cut(
-            plan.lane,
-            plan.end,
-            fp.as_deref(),
-            plan.batch.as_ref(),
-            &[("dlq", dlq_len)],
-        )?;
+        // Committed with the next transaction, before the batch is uploaded
+        // (write-ahead rules 1 and 4): several cuts of a turn share it.
+        self.pending.extend(plan.batch);
+        let earlier = self.cut.take();
+        debug_assert!(earlier.as_ref().is_none_or(|c| c.lane == plan.lane));
+        let (dir_before, dlq_before) =
+            earlier.map_or((false, false), |c| (c.dir_unsynced, c.dlq_unsynced));
+        self.cut = Some(StagedCut {
+            lane: plan.lane,
+            end: plan.end,
+            fingerprint: fp,
+            dir_unsynced: dir_unsynced || dir_before,
+            dlq_unsynced: dlq_unsynced || dlq_before,
+        });
         Ok(())
     }
 
@@ -531,25 +633,24 @@ impl Shell<'_> {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
+    /// Join a downloaded batch and append its output lines; the sync and
+    /// the commit of `Emitted` follow in [`commit_emissions`], together
+    /// with every other emission of this turn.
+    fn stage_emit(
         &mut self,
-        core: &mut Core,
-        batch: &Batch,
+        batch: Batch,
         final_generation: bool,
         retry_id: u64,
         retry_number: String,
-        files: &[PathBuf],
-        actions: &mut Vec<Action>,
+        results: &[Vec<u8>],
     ) -> anyhow::Result<()> {
-        let results: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
         self.out_buf.clear();
         let out_buf = &mut self.out_buf;
         let joined = emit::join(
             &JoinInput {
-                batch,
+                batch: &batch,
                 final_generation,
-                results: &results,
+                results,
                 fields: &self.fields,
                 format: self.format,
                 task: self.task,
@@ -559,22 +660,36 @@ impl Shell<'_> {
             &mut |_key, line| out_buf.extend_from_slice(line),
         )?;
         self.output.append(&self.out_buf)?;
-        self.output.sync()?;
+        let retry = retry_batch(&batch, &joined.retry, retry_id, retry_number, now_ms());
+        self.staged.push(Staged {
+            batch,
+            retry,
+            joined,
+        });
+        Ok(())
+    }
+
+    /// One fsync of the output and one transaction for every staged
+    /// emission (each batch `Emitted` with its retry batch, the output
+    /// length) and the pending persists; then the core hears of each.
+    fn commit_emissions(
+        &mut self,
+        core: &mut Core,
+        actions: &mut Vec<Action>,
+    ) -> anyhow::Result<()> {
+        self.commit(true)?;
         let now = now_ms();
-        let retry = retry_batch(batch, &joined.retry, retry_id, retry_number, now);
-        let out_len = self.output.len();
-        crate::failpoint::hit("before-emit-commit");
-        self.store
-            .commit_emit(batch, now, &[("output", out_len)], retry.as_ref())?;
-        note_emission(&mut self.summary, batch, &joined, now);
-        core.handle(
-            Event::Emitted {
-                id: batch.id,
-                retry,
-            },
-            now,
-            actions,
-        );
+        for s in std::mem::take(&mut self.staged) {
+            note_emission(&mut self.summary, &s.batch, &s.joined, now);
+            core.handle(
+                Event::Emitted {
+                    id: s.batch.id,
+                    retry: s.retry,
+                },
+                now,
+                actions,
+            );
+        }
         Ok(())
     }
 
@@ -659,20 +774,18 @@ pub(crate) fn note_emission(
     }
 }
 
-/// Download targets of a finished batch (none when it failed as a whole).
-pub(crate) fn result_targets(local: &LocalDir, batch: &Batch) -> Vec<(String, PathBuf)> {
-    let mut targets = Vec::new();
-    if batch.failure.is_none() {
-        for (file, which) in [
-            (&batch.output_file, "output"),
-            (&batch.error_file, "errors"),
-        ] {
-            if let Some(f) = file.as_ref().filter(|f| !f.is_empty()) {
-                targets.push((f.clone(), local.results(batch.id, which)));
-            }
-        }
+/// Result files of a finished batch to download (none when it failed as a
+/// whole).
+pub(crate) fn result_targets(batch: &Batch) -> Vec<String> {
+    if batch.failure.is_some() {
+        return Vec::new();
     }
-    targets
+    [&batch.output_file, &batch.error_file]
+        .into_iter()
+        .flatten()
+        .filter(|f| !f.is_empty())
+        .cloned()
+        .collect()
 }
 
 /// Provider files of an emitted batch to delete (`ml.batch.cleanup.remote`).
