@@ -109,7 +109,7 @@ pub fn produce(
     Ok(bytes)
 }
 
-/// What the output topic holds under `read_committed`.
+/// What the output topic holds (under `read_committed` unless asked).
 #[derive(Debug, Clone, Default)]
 pub struct OutputCount {
     pub messages: u64,
@@ -119,20 +119,32 @@ pub struct OutputCount {
     pub distinct_ids: u64,
     pub ok: u64,
     pub bytes: u64,
-    /// Offsets that hold no record under read_committed: the transactions'
-    /// commit markers (one per transaction per partition written), plus
-    /// aborted records and their markers.
+    /// Offsets that hold no record at this isolation level: transaction
+    /// markers (one per transaction per partition written) and, under
+    /// read_committed, aborted records.
     pub control_records: u64,
 }
 
 /// Read every committed record of `topic` (all partitions, from the
-/// beginning, `isolation.level = read_committed`); `n` is the input count
-/// (ids `0..n`).
-pub fn count_output(bootstrap: &str, topic: &str, n: u64) -> anyhow::Result<OutputCount> {
+/// beginning, `isolation.level = read_committed`, or every record with
+/// `committed = false`); `n` is the input count (ids `0..n`).
+pub fn count_output(
+    bootstrap: &str,
+    topic: &str,
+    n: u64,
+    committed: bool,
+) -> anyhow::Result<OutputCount> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("{topic}-bench-reader"))
-        .set("isolation.level", "read_committed")
+        .set(
+            "isolation.level",
+            if committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.max.bytes", "52428800")

@@ -201,9 +201,12 @@ pub struct KafkaRow {
     pub distinct_ids: u64,
     pub ok: u64,
     pub dlq_records: u64,
-    /// Commit markers in the output topic (≈ transactions × output
-    /// partitions each wrote to; see `kafka::OutputCount`).
-    pub output_control_records: u64,
+    /// Transaction markers in the output topic: one per transaction per
+    /// output partition it wrote to (committed or aborted).
+    pub output_markers: u64,
+    /// Records of aborted transactions in the output topic (written, then
+    /// invisible to read_committed: work redone, e.g. after a rebalance).
+    pub output_aborted: u64,
     pub output_mb: f64,
     /// Producing the input (not part of the wall time).
     pub produce_s: f64,
@@ -1098,8 +1101,9 @@ fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
             }
         }
         let t = Instant::now();
-        let out = kafka::count_output(bootstrap, &output, n)?;
-        let dlq = kafka::count_output(bootstrap, &format!("{output}-dlq"), 0)?;
+        let out = kafka::count_output(bootstrap, &output, n, true)?;
+        let all = kafka::count_output(bootstrap, &output, n, false)?;
+        let dlq = kafka::count_output(bootstrap, &format!("{output}-dlq"), 0, true)?;
         let verify_s = t.elapsed().as_secs_f64();
         eprintln!(
             "(e) {instances} instance(s), batch {bs}: output holds {} records, {} distinct custom_ids, {} distinct ids, {} ok, {} dead letters (read_committed)",
@@ -1142,7 +1146,8 @@ fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
             distinct_ids: out.distinct_ids,
             ok: out.ok,
             dlq_records: dlq.messages,
-            output_control_records: out.control_records,
+            output_markers: all.control_records,
+            output_aborted: all.messages.saturating_sub(out.messages),
             output_mb: mb(out.bytes),
             produce_s,
             verify_s,

@@ -225,22 +225,23 @@ pub fn render(r: &Report) -> String {
              run (anything else using the broker included). After the run the output topic\n\
              is read with `isolation.level = read_committed`: the run only counts if it holds\n\
              exactly the input records (count, distinct `custom_id`s, distinct input ids, all `ok`)\n\
-             and the dead-letter topic is empty. \"commit markers\" are the output topic's offsets\n\
-             that hold no record: one per transaction per output partition it wrote to.\n",
+             and the dead-letter topic is empty. \"txn markers\": the output topic's transaction\n\
+             markers, one per transaction per output partition it wrote to; \"aborted records\":\n\
+             output records of aborted transactions (read_uncommitted count − read_committed count).\n",
             k.record_bytes, k.partitions
         );
         let _ = writeln!(
             o,
-            "| instances | batch size | records | wall s | records/s | CPU s | CPU µs/record | kernel share | records per CPU-s | peak RSS MB | mock CPU s | broker CPU s | API calls | batches | output records | distinct custom_ids | ok | commit markers | output MB | produce s |"
+            "| instances | batch size | records | wall s | records/s | CPU s | CPU µs/record | kernel share | records per CPU-s | peak RSS MB | mock CPU s | broker CPU s | API calls | batches | output records | distinct custom_ids | ok | txn markers | aborted records | output MB | produce s |"
         );
         let _ = writeln!(
             o,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for e in &r.kafka {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
                 e.instances,
                 e.batch_size,
                 e.records,
@@ -253,7 +254,8 @@ pub fn render(r: &Report) -> String {
                 e.output_records,
                 e.distinct_custom_ids,
                 e.ok,
-                e.output_control_records,
+                e.output_markers,
+                e.output_aborted,
                 e.output_mb,
                 e.produce_s
             );
