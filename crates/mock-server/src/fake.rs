@@ -54,20 +54,62 @@ const NEGATIVE: &[&str] = &[
 /// `"rating: 4/5 (digest 1a2b3c4d)"`.
 pub fn chat_reply(model: &str, user_message: &str) -> String {
     let (mut pos, mut neg) = (0i32, 0i32);
-    for word in user_message.split(|c: char| !c.is_alphanumeric()) {
-        if word.is_empty() {
-            continue;
-        }
-        // no lowercase copy: this runs for every word of every request
-        if POSITIVE.iter().any(|p| p.eq_ignore_ascii_case(word)) {
-            pos += 1;
-        } else if NEGATIVE.iter().any(|n| n.eq_ignore_ascii_case(word)) {
-            neg += 1;
-        }
+    let mut count = |word: &[u8]| match sentiment(word) {
+        Some(true) => pos += 1,
+        Some(false) => neg += 1,
+        None => {}
+    };
+    // This runs for every request: split ASCII text by bytes; other text
+    // by Unicode alphanumerics (the same words for ASCII).
+    if user_message.is_ascii() {
+        user_message
+            .as_bytes()
+            .split(|b| !b.is_ascii_alphanumeric())
+            .for_each(&mut count);
+    } else {
+        user_message
+            .split(|c: char| !c.is_alphanumeric())
+            .for_each(|w| count(w.as_bytes()));
     }
     let rating = (3 + pos - neg).clamp(1, 5);
     let digest = h64(&[model.as_bytes(), user_message.as_bytes()]) as u32;
     format!("rating: {rating}/5 (digest {digest:08x})")
+}
+
+/// Whether a word (any case) is in [`POSITIVE`] (`true`) or [`NEGATIVE`]
+/// (`false`). The lists are searched only for words of a length they hold.
+fn sentiment(word: &[u8]) -> Option<bool> {
+    // Lengths 0..=15 as bits: 3 to 13 letters.
+    const LENGTHS: u16 = {
+        let mut bits = 0u16;
+        let mut i = 0;
+        while i < POSITIVE.len() {
+            bits |= 1 << POSITIVE[i].len();
+            i += 1;
+        }
+        let mut i = 0;
+        while i < NEGATIVE.len() {
+            bits |= 1 << NEGATIVE[i].len();
+            i += 1;
+        }
+        bits
+    };
+    if word.len() >= 16 || LENGTHS & (1 << word.len()) == 0 {
+        return None;
+    }
+    if POSITIVE
+        .iter()
+        .any(|p| p.as_bytes().eq_ignore_ascii_case(word))
+    {
+        Some(true)
+    } else if NEGATIVE
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(word))
+    {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The fake embedding of `input`: 8 floats, unit length.
@@ -81,7 +123,20 @@ pub fn embedding(input: &str) -> Vec<f32> {
 
 /// Roughly 4 tokens per 3 words, at least 1.
 pub(crate) fn tokens(text: &str) -> u32 {
-    let words = text.split_whitespace().count() as u32;
+    let words = if text.is_ascii() {
+        // `char::is_whitespace` on ASCII, which includes \x0b.
+        let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+        let mut prev_ws = true;
+        let mut n = 0u32;
+        for &b in text.as_bytes() {
+            let w = ws(b);
+            n += u32::from(prev_ws && !w);
+            prev_ws = w;
+        }
+        n
+    } else {
+        text.split_whitespace().count() as u32
+    };
     ((words * 4).div_ceil(3)).max(1)
 }
 
@@ -249,6 +304,59 @@ mod tests {
         assert!((n - 1.0).abs() < 1e-4);
         assert_eq!(e, embedding("hello"));
         assert_ne!(e, embedding("hello!"));
+    }
+
+    /// The fast paths count the words the plain definitions do.
+    #[test]
+    fn fast_paths_match_the_definitions() {
+        let slow_reply = |model: &str, m: &str| {
+            let (mut pos, mut neg) = (0i32, 0i32);
+            for w in m.split(|c: char| !c.is_alphanumeric()) {
+                if POSITIVE.iter().any(|p| p.eq_ignore_ascii_case(w)) {
+                    pos += 1;
+                } else if NEGATIVE.iter().any(|n| n.eq_ignore_ascii_case(w)) {
+                    neg += 1;
+                }
+            }
+            let digest = h64(&[model.as_bytes(), m.as_bytes()]) as u32;
+            format!(
+                "rating: {}/5 (digest {digest:08x})",
+                (3 + pos - neg).clamp(1, 5)
+            )
+        };
+        let words = [
+            "GREAT",
+            "great",
+            "Disappointing",
+            "not",
+            "bad",
+            "x",
+            "",
+            "émoji✓",
+            "Amazing!!",
+            "a\x0bb",
+            "tab\there",
+            "refund.",
+            "hate\u{a0}love",
+            "never\u{2003}good",
+            "ünicode",
+        ];
+        for i in 0..words.len() {
+            for j in 0..words.len() {
+                for sep in [" ", "\t", "\x0b", ", ", "\u{3000}", "\n\r"] {
+                    let m = format!(
+                        "{}{sep}{}{sep}{}",
+                        words[i],
+                        words[j],
+                        words[(i + j) % words.len()]
+                    );
+                    assert_eq!(chat_reply("m", &m), slow_reply("m", &m), "{m:?}");
+                    let slow_tokens =
+                        ((m.split_whitespace().count() as u32 * 4).div_ceil(3)).max(1);
+                    assert_eq!(tokens(&m), slow_tokens, "{m:?}");
+                }
+            }
+        }
     }
 
     #[test]
