@@ -4,6 +4,8 @@
 //! can recompute the expected prediction of every record with
 //! [`chat_reply`] and [`embedding`].
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 
 use crate::util::{h64, unit};
@@ -77,39 +79,25 @@ pub fn chat_reply(model: &str, user_message: &str) -> String {
 }
 
 /// Whether a word (any case) is in [`POSITIVE`] (`true`) or [`NEGATIVE`]
-/// (`false`). The lists are searched only for words of a length they hold.
+/// (`false`): looked up among the list words of its length, first letter
+/// first (the lists are lowercase).
 fn sentiment(word: &[u8]) -> Option<bool> {
-    // Lengths 0..=15 as bits: 3 to 13 letters.
-    const LENGTHS: u16 = {
-        let mut bits = 0u16;
-        let mut i = 0;
-        while i < POSITIVE.len() {
-            bits |= 1 << POSITIVE[i].len();
-            i += 1;
+    static BY_LEN: OnceLock<Vec<Vec<(&'static [u8], bool)>>> = OnceLock::new();
+    let by_len = BY_LEN.get_or_init(|| {
+        let mut t = vec![Vec::new(); 16];
+        for (list, positive) in [(POSITIVE, true), (NEGATIVE, false)] {
+            for w in list {
+                t[w.len()].push((w.as_bytes(), positive));
+            }
         }
-        let mut i = 0;
-        while i < NEGATIVE.len() {
-            bits |= 1 << NEGATIVE[i].len();
-            i += 1;
-        }
-        bits
-    };
-    if word.len() >= 16 || LENGTHS & (1 << word.len()) == 0 {
-        return None;
-    }
-    if POSITIVE
+        t
+    });
+    let first = word.first()?.to_ascii_lowercase();
+    by_len
+        .get(word.len())?
         .iter()
-        .any(|p| p.as_bytes().eq_ignore_ascii_case(word))
-    {
-        Some(true)
-    } else if NEGATIVE
-        .iter()
-        .any(|n| n.as_bytes().eq_ignore_ascii_case(word))
-    {
-        Some(false)
-    } else {
-        None
-    }
+        .find(|(w, _)| w[0] == first && w.eq_ignore_ascii_case(word))
+        .map(|&(_, positive)| positive)
 }
 
 /// The fake embedding of `input`: 8 floats, unit length.
@@ -309,6 +297,14 @@ mod tests {
     /// The fast paths count the words the plain definitions do.
     #[test]
     fn fast_paths_match_the_definitions() {
+        for w in POSITIVE.iter().chain(NEGATIVE) {
+            assert_eq!(
+                *w,
+                w.to_ascii_lowercase(),
+                "sentiment() needs lowercase lists"
+            );
+            assert!(w.len() < 16);
+        }
         let slow_reply = |model: &str, m: &str| {
             let (mut pos, mut neg) = (0i32, 0i32);
             for w in m.split(|c: char| !c.is_alphanumeric()) {

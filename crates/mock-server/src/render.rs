@@ -9,7 +9,7 @@ use crate::config::MockConfig;
 use crate::fake::EmbeddingList;
 use crate::lifecycle::{Batch, Status};
 use crate::tasks::{Flavor, Outcome, Task};
-use crate::util::{h64, rfc3339};
+use crate::util::{h64, rfc3339, H64};
 
 /// Rendered end-of-batch results.
 pub(crate) struct Rendered {
@@ -63,13 +63,14 @@ struct GenericError<'a> {
 fn hex_id(prefix: &str, batch_id: &str, i: usize, salt: &[u8]) -> String {
     let mut id = Vec::with_capacity(prefix.len() + 32);
     id.extend_from_slice(prefix.as_bytes());
-    push_hex_id(&mut id, batch_id, i, salt);
+    push_hex_id(&mut id, H64::new().part(batch_id.as_bytes()), i, salt);
     String::from_utf8(id).expect("ascii")
 }
 
-/// The 32 hex digits of [`hex_id`] after its prefix.
-fn push_hex_id(out: &mut Vec<u8>, batch_id: &str, i: usize, salt: &[u8]) {
-    let a = h64(&[batch_id.as_bytes(), &(i as u64).to_le_bytes(), salt]);
+/// The 32 hex digits of [`hex_id`] after its prefix; `batch` has hashed
+/// the batch id.
+fn push_hex_id(out: &mut Vec<u8>, batch: H64, i: usize, salt: &[u8]) {
+    let a = batch.part(&(i as u64).to_le_bytes()).part(salt).finish();
     let b = h64(&[&a.to_le_bytes(), salt]);
     for v in [a, b] {
         // `{:016x}`: lowercase, most significant digit first.
@@ -109,7 +110,7 @@ fn push_json_str(buf: &mut Vec<u8>, s: &str) {
 #[allow(clippy::too_many_arguments)]
 fn push_chat_line(
     buf: &mut Vec<u8>,
-    batch_id: &str,
+    batch: H64,
     i: usize,
     custom_id: &str,
     created: i64,
@@ -120,13 +121,13 @@ fn push_chat_line(
 ) {
     use std::fmt::Write as _;
     buf.extend_from_slice(br#"{"id":"batch_req_"#);
-    push_hex_id(buf, batch_id, i, b"req");
+    push_hex_id(buf, batch, i, b"req");
     buf.extend_from_slice(br#"","custom_id":"#);
     push_json_str(buf, custom_id);
     buf.extend_from_slice(br#","response":{"status_code":200,"request_id":"req_"#);
-    push_hex_id(buf, batch_id, i, b"request");
+    push_hex_id(buf, batch, i, b"request");
     buf.extend_from_slice(br#"","body":{"id":"chatcmpl-"#);
-    push_hex_id(buf, batch_id, i, b"cmpl");
+    push_hex_id(buf, batch, i, b"cmpl");
     let _ = write!(
         Bytes(buf),
         r#"","object":"chat.completion","created":{created},"model":"#
@@ -175,6 +176,8 @@ pub(crate) fn results(
     };
     let generic = batch.flavor == Flavor::Generic;
     let anthropic = batch.flavor == Flavor::Anthropic;
+    // Every line's ids hash the batch id first: once per batch.
+    let seed = H64::new().part(batch.id.as_bytes());
     for (i, task) in tasks.iter().enumerate() {
         let cid = task.custom_id.as_str();
         if anthropic {
@@ -226,7 +229,7 @@ pub(crate) fn results(
         if generic {
             render_generic(&mut r, task);
         } else {
-            render_openai(&mut r, batch, task, i, created);
+            render_openai(&mut r, batch, seed, task, i, created);
         }
     }
     r
@@ -347,7 +350,7 @@ fn render_generic(r: &mut Rendered, task: &Task) {
     }
 }
 
-fn render_openai(r: &mut Rendered, batch: &Batch, task: &Task, i: usize, created: i64) {
+fn render_openai(r: &mut Rendered, batch: &Batch, seed: H64, task: &Task, i: usize, created: i64) {
     let id = || hex_id("batch_req_", &batch.id, i, b"req");
     let request_id = || hex_id("req_", &batch.id, i, b"request");
     let cid = task.custom_id.as_str();
@@ -361,7 +364,7 @@ fn render_openai(r: &mut Rendered, batch: &Batch, task: &Task, i: usize, created
             r.output_tokens += u64::from(*completion);
             push_chat_line(
                 &mut r.output,
-                &batch.id,
+                seed,
                 i,
                 cid,
                 created,
@@ -585,7 +588,17 @@ mod tests {
         ] {
             for i in [0, 7, 123_456] {
                 let mut fast = Vec::new();
-                push_chat_line(&mut fast, "batch_abc", i, cid, created, model, reply, 12, 3);
+                push_chat_line(
+                    &mut fast,
+                    H64::new().part(b"batch_abc"),
+                    i,
+                    cid,
+                    created,
+                    model,
+                    reply,
+                    12,
+                    3,
+                );
                 let mut slow = Vec::new();
                 push_line(
                     &mut slow,

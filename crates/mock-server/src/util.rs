@@ -8,17 +8,32 @@ use serde::{Deserialize, Deserializer};
 /// Stable 64-bit hash (FNV-1a + splitmix finalizer): the same on every build,
 /// so fake outputs and fault decisions never change between Rust versions.
 pub(crate) fn h64(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
+    parts.iter().fold(H64::new(), |h, p| h.part(p)).finish()
+}
+
+/// [`h64`] in steps, so that hashes sharing leading parts hash them once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct H64(u64);
+
+impl H64 {
+    pub(crate) const fn new() -> Self {
+        H64(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(crate) fn part(self, p: &[u8]) -> Self {
+        let mut h = self.0;
+        for &b in p {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         // separator so ("ab","c") != ("a","bc")
         h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        H64(h.wrapping_mul(0x0100_0000_01b3))
     }
-    mix(h)
+
+    pub(crate) fn finish(self) -> u64 {
+        mix(self.0)
+    }
 }
 
 /// splitmix64 finalizer; a bijection on u64.
