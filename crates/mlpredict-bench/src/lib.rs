@@ -43,8 +43,9 @@ pub struct Options {
     /// starts scripts/kafka/broker.sh). Without it (e) fails, or is skipped
     /// with a message at smoke sizes.
     pub kafka_bootstrap: Option<String>,
-    /// The broker's pid, if known: (e) reports its CPU during each run.
-    pub kafka_broker_pid: Option<i32>,
+    /// The broker's pid file (scripts/kafka/broker.sh's `<data>/broker.pid`),
+    /// if known: (e) reports the broker's CPU during each run.
+    pub kafka_broker_pid_file: Option<PathBuf>,
 }
 
 /// (a) runs every cell this often and keeps the fastest run.
@@ -192,6 +193,9 @@ pub struct KafkaRow {
     pub mock_cpu_s: f64,
     /// The whole broker process's CPU during the run (None: pid unknown).
     pub broker_cpu_s: Option<f64>,
+    /// The broker process was gone at the end of the run (restarted by
+    /// someone else): the figures are disturbed.
+    pub broker_gone: bool,
     pub api_calls: u64,
     pub batches_created: u64,
     /// Output topic under read_committed: messages, distinct custom_ids,
@@ -1050,7 +1054,13 @@ fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
             ));
             configs.push((dir, config));
         }
-        let broker_cpu_at_start = cx.o.kafka_broker_pid.map(procs::proc_cpu);
+        let broker =
+            cx.o.kafka_broker_pid_file
+                .as_ref()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|p| p.trim().parse().ok())
+                .filter(|&pid| procs::alive(pid));
+        let broker_cpu_at_start = broker.map(procs::proc_cpu);
         let t0 = Instant::now();
         let mut running = Vec::new();
         for (i, (_, config)) in configs.iter().enumerate() {
@@ -1084,10 +1094,16 @@ fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(2));
         }
         let wall = t0.elapsed();
-        let broker_cpu =
-            cx.o.kafka_broker_pid
-                .zip(broker_cpu_at_start)
-                .map(|(pid, at)| procs::proc_cpu(pid).saturating_sub(at).as_secs_f64());
+        let broker_gone = broker.is_some_and(|pid| !procs::alive(pid));
+        if broker_gone {
+            eprintln!(
+                "!! (e) {name}: the broker process is gone: it was restarted during the run, the figures are disturbed"
+            );
+        }
+        let broker_cpu = broker
+            .zip(broker_cpu_at_start)
+            .filter(|_| !broker_gone)
+            .map(|(pid, at)| procs::proc_cpu(pid).saturating_sub(at).as_secs_f64());
         let stats = mock.stats()?;
         let mock_cpu = mock.cpu();
         mock.stop();
@@ -1139,6 +1155,7 @@ fn kafka_e2e(cx: &mut Ctx<'_>, bootstrap: &str) -> anyhow::Result<()> {
             peak_rss_mb: mb(measured.iter().map(|m| m.max_rss).max().unwrap_or(0)),
             mock_cpu_s: mock_cpu.as_secs_f64(),
             broker_cpu_s: broker_cpu,
+            broker_gone,
             api_calls: calls_by_route(&stats).values().sum(),
             batches_created: stats["batches_created"].as_u64().unwrap_or(0),
             output_records: out.messages,

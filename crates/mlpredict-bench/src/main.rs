@@ -32,9 +32,9 @@ struct Cli {
     /// The Kafka broker of scenario e (scripts/bench.sh starts scripts/kafka/broker.sh).
     #[arg(long, env = "MLPREDICT_KAFKA_BOOTSTRAP")]
     kafka_bootstrap: Option<String>,
-    /// The broker's pid, to report its CPU during (e) (scripts/bench.sh sets it).
-    #[arg(long, env = "MLPREDICT_KAFKA_BROKER_PID")]
-    kafka_broker_pid: Option<String>,
+    /// The broker's pid file, to report its CPU during (e) (scripts/bench.sh sets it).
+    #[arg(long, env = "MLPREDICT_KAFKA_BROKER_PID_FILE")]
+    kafka_broker_pid_file: Option<PathBuf>,
     /// Profile one (a) run with `perf record` and include the top symbols.
     #[arg(long)]
     perf: bool,
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         only: cli.only,
         perf: cli.perf,
         kafka_bootstrap: cli.kafka_bootstrap.filter(|b| !b.is_empty()),
-        kafka_broker_pid: cli.kafka_broker_pid.and_then(|p| p.trim().parse().ok()),
+        kafka_broker_pid_file: cli.kafka_broker_pid_file,
     };
     let rep = run(&opts)?;
     let out = cli.out.unwrap_or_else(|| {

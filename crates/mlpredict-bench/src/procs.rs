@@ -155,6 +155,11 @@ pub fn proc_cpu(pid: i32) -> Duration {
     Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
+/// Whether a process with this pid exists.
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// A `/proc/<pid>/status` size field (`VmRSS`, `VmHWM`), bytes.
 pub fn proc_status_bytes(pid: i32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

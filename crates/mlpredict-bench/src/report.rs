@@ -260,6 +260,20 @@ pub fn render(r: &Report) -> String {
                 e.produce_s
             );
         }
+        let gone: Vec<String> = r
+            .kafka
+            .iter()
+            .filter(|e| e.broker_gone)
+            .map(|e| format!("{} instance(s), batch {}", e.instances, e.batch_size))
+            .collect();
+        if !gone.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n**Disturbed:** the broker was restarted during {} (its process was gone at the end): \
+                 those figures include the restart.",
+                gone.join("; ")
+            );
+        }
         o.push('\n');
     } else if let Some(why) = &r.kafka_skipped {
         let _ = writeln!(o, "#### (e) Kafka mode end to end\n\nSkipped: {why}.\n");

@@ -55,7 +55,7 @@ fn smoke_run_of_every_scenario() {
         only: if kafka.is_some() { "abcde" } else { "abcd" }.into(),
         perf: false,
         kafka_bootstrap: kafka.clone(),
-        kafka_broker_pid: None,
+        kafka_broker_pid_file: None,
     })
     .unwrap();
     assert_eq!(rep.overhead.len(), 4);
