@@ -27,10 +27,10 @@ pub enum Msg {
 }
 
 /// Batches whose results may be in memory at once, downloading or waiting
-/// for their join: downloads are concurrent, joins one at a time, so this
-/// bounds memory to a few result files (process-wide, like the one file
-/// the join read at a time when downloads went to disk).
-static IN_MEMORY: Semaphore = Semaphore::const_new(4);
+/// for their join (process-wide). Joins run one at a time, so two let one
+/// batch download while another is joined, at twice the memory of the one
+/// file the join read at a time when downloads went to disk.
+static IN_MEMORY: Semaphore = Semaphore::const_new(2);
 
 /// A batch's downloaded result files; the memory is accounted for until
 /// this is dropped.
