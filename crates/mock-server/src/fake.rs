@@ -82,7 +82,9 @@ pub fn chat_reply(model: &str, user_message: &str) -> String {
 /// (`false`): looked up among the list words of its length, first letter
 /// first (the lists are lowercase).
 fn sentiment(word: &[u8]) -> Option<bool> {
-    static BY_LEN: OnceLock<Vec<Vec<(&'static [u8], bool)>>> = OnceLock::new();
+    /// By length: (word, positive).
+    type Table = Vec<Vec<(&'static [u8], bool)>>;
+    static BY_LEN: OnceLock<Table> = OnceLock::new();
     let by_len = BY_LEN.get_or_init(|| {
         let mut t = vec![Vec::new(); 16];
         for (list, positive) in [(POSITIVE, true), (NEGATIVE, false)] {

@@ -623,7 +623,7 @@ impl Shell<'_> {
             &JoinInput {
                 batch,
                 final_generation,
-                results: &results,
+                results,
                 fields: &self.fields,
                 format: self.format,
                 task: self.task,
