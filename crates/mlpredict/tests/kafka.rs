@@ -5,20 +5,14 @@
 mod common;
 mod kafka_common;
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::bin;
+use common::{assert_no_double_pay, batch_mock, blocking, sigterm};
 use kafka_common::*;
-use mock_server::{MockConfig, MockServer};
+use mock_server::MockConfig;
 
 fn mock_cfg(faults: bool) -> MockConfig {
-    let mut cfg = MockConfig::default();
-    cfg.port = 0;
-    cfg.validating = Duration::from_millis(20);
-    cfg.in_progress = Duration::from_millis(100);
-    cfg.finalizing = Duration::from_millis(20);
+    let mut cfg = batch_mock(100);
     cfg.retry_after = Duration::from_millis(20);
     if faults {
         let f = &mut cfg.faults;
@@ -32,178 +26,18 @@ fn mock_cfg(faults: bool) -> MockConfig {
     cfg
 }
 
-/// A test directory, kept for inspection when MLPREDICT_KEEP_TEST_DIR is set.
-struct TestDir {
-    path: std::path::PathBuf,
-    _guard: Option<tempfile::TempDir>,
-}
-
-fn test_dir() -> TestDir {
-    let t = tempfile::Builder::new()
-        .prefix("mlpredict-kafka")
-        .tempdir()
-        .unwrap();
-    if std::env::var("MLPREDICT_KEEP_TEST_DIR").is_ok() {
-        TestDir {
-            path: t.keep(),
-            _guard: None,
-        }
-    } else {
-        TestDir {
-            path: t.path().to_owned(),
-            _guard: Some(t),
-        }
-    }
-}
-
-fn records(n: usize) -> Vec<(String, String)> {
-    (0..n)
-        .map(|i| (format!("k{i}"), serde_json::json!({"id": i, "text": format!("review {i}: fine phone, {} stars", i % 5)}).to_string()))
-        .collect()
-}
-
-/// A running instance and its log file.
-struct Instance {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Instance {
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-fn spawn(config: &std::path::Path, until_idle: bool) -> Instance {
-    let mut cmd = Command::new(bin());
-    let log = config.with_extension(format!("{:08x}.log", rand::random::<u32>()));
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    if until_idle {
-        cmd.arg("--until-idle");
-    }
-    cmd.env("MLPREDICT_LOG", "info");
-    Instance {
-        child: cmd.spawn().unwrap(),
-        log,
-    }
-}
-
-/// Wait for an instance to finish, at most a few minutes: a bounded run
-/// that never ends is a failure, not a hung CI.
-fn wait_ok(mut inst: Instance, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = inst.child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            inst.kill();
-            panic!(
-                "{what} did not finish within 240 s; its log ends with:\n{}",
-                inst.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success(),
-        "{what} failed; its log ends with:\n{}",
-        inst.log_tail()
-    );
-}
-
-/// Every input id exactly once, ok with the mock's answer or an error.
-fn check(bootstrap: &str, topic: &str, n: usize) -> (usize, usize) {
-    let out = read_all(bootstrap, topic, 3);
-    let mut seen = BTreeMap::new();
-    let (mut ok, mut err) = (0, 0);
-    for (key, value) in &out {
-        let v: serde_json::Value =
-            serde_json::from_str(value).unwrap_or_else(|e| panic!("bad output {value}: {e}"));
-        let id = v["id"].as_u64().unwrap();
-        assert_eq!(
-            key.as_deref(),
-            Some(format!("k{id}").as_str()),
-            "output key = input key"
-        );
-        assert!(seen.insert(id, ()).is_none(), "record {id} emitted twice");
-        match v["ml_predict"]["status"].as_str() {
-            Some("ok") => {
-                ok += 1;
-                let text = v["text"].as_str().unwrap();
-                assert_eq!(
-                    v["prediction"].as_str(),
-                    Some(mock_server::fake::chat_reply("gpt-4o-mini", text).as_str())
-                );
-            }
-            _ => err += 1,
-        }
-    }
-    let missing: Vec<_> = (0..n as u64)
-        .filter(|i| !seen.contains_key(i))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "never emitted: {missing:?} ({} of {n} seen)",
-        seen.len()
-    );
-    (ok, err)
-}
-
-fn no_double_pay(server: &MockServer) {
-    let stats = server.stats();
-    assert_eq!(
-        stats.duplicate_answers, 0,
-        "answered twice: {:?}",
-        stats.duplicate_answer_keys
-    );
-    assert!(
-        stats.duplicate_creates.is_empty(),
-        "created twice: {:?}",
-        stats.duplicate_creates
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_one_killed_stay_exactly_once() {
     let _serial = serial();
-    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
-    let server = MockServer::start(mock_cfg(true)).await.unwrap();
-    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
-    create_topic(&bootstrap, &input, 3).await;
     let n = 10_000;
-    let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n)))
-        .await
-        .unwrap();
-    let dir = test_dir();
-    let config = kafka_config(
-        &dir.path,
-        &bootstrap,
-        &server.base_url(),
-        &input,
-        &output,
-        &group,
+    let p = pipeline(
+        mock_cfg(true),
+        records(n),
         "max.inflight = 8\nmax.retries = 5\n",
-    );
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
+    )
+    .await;
+    let c = p.config.clone();
+    blocking(move || {
         let t = std::time::Instant::now();
         let a = spawn(&c, true);
         let mut b = spawn(&c, true);
@@ -217,43 +51,24 @@ async fn two_instances_one_killed_stay_exactly_once() {
         wait_ok(b2, "restarted instance b");
         eprintln!("{:?}: b2 done", t.elapsed());
     })
-    .await
-    .unwrap();
-    let (ok, err) = check(&bootstrap, &output, n);
+    .await;
+    let (ok, err) = check(&p.bootstrap, &p.output, n);
     assert_eq!(ok + err, n);
     assert!(err < n / 10, "{err} errors");
-    no_double_pay(&server);
+    assert_no_double_pay(&p.server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_go_to_the_dlq_topic() {
     let _serial = serial();
-    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
-    let server = MockServer::start(mock_cfg(false)).await.unwrap();
-    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
-    create_topic(&bootstrap, &input, 3).await;
     let mut recs = records(300);
     recs.push(("bad1".into(), "not json".into()));
     recs.push(("bad2".into(), r#"{"id": 1, "text": 5}"#.into()));
-    let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &recs))
-        .await
-        .unwrap();
-    let dir = test_dir();
-    let config = kafka_config(
-        &dir.path,
-        &bootstrap,
-        &server.base_url(),
-        &input,
-        &output,
-        &group,
-        "",
-    );
-    tokio::task::spawn_blocking(move || wait_ok(spawn(&config, true), "run"))
-        .await
-        .unwrap();
-    check(&bootstrap, &output, 300);
-    let dlq = read_all(&bootstrap, &format!("{output}-dlq"), 3);
+    let p = pipeline(mock_cfg(false), recs, "").await;
+    let c = p.config.clone();
+    blocking(move || wait_ok(spawn(&c, true), "run")).await;
+    check(&p.bootstrap, &p.output, 300);
+    let dlq = read_all(&p.bootstrap, &format!("{}-dlq", p.output), 3);
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     for (key, value) in &dlq {
         let v: serde_json::Value = serde_json::from_str(value).unwrap();
@@ -263,54 +78,36 @@ async fn dead_letters_go_to_the_dlq_topic() {
             "{v}"
         );
     }
-    no_double_pay(&server);
+    assert_no_double_pay(&p.server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_with_batches_in_flight_resumes_them_without_resubmitting() {
     let _serial = serial();
-    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
     let mut cfg = mock_cfg(false);
     cfg.in_progress = Duration::from_millis(1500);
-    let server = MockServer::start(cfg).await.unwrap();
-    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
-    create_topic(&bootstrap, &input, 3).await;
     let n = 3000;
-    let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n)))
-        .await
-        .unwrap();
-    let dir = test_dir();
-    let config = kafka_config(
-        &dir.path,
-        &bootstrap,
-        &server.base_url(),
-        &input,
-        &output,
-        &group,
-        "max.inflight = 16\n",
-    );
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
+    let p = pipeline(cfg, records(n), "max.inflight = 16\n").await;
+    let c = p.config.clone();
+    blocking(move || {
         let a = spawn(&c, true);
         std::thread::sleep(Duration::from_millis(2500));
         // A third instance joins while a's batches are in flight, takes some
         // lanes, then leaves (SIGTERM) while its own batches are in flight.
         let joiner = spawn(&c, false);
         std::thread::sleep(Duration::from_millis(6000));
-        unsafe { libc_kill(joiner.id() as i32, 15) };
+        sigterm(joiner.id());
         wait_ok(joiner, "the instance that joined and left");
         wait_ok(a, "instance a");
         // A bounded instance ends when ITS lanes are done: a may have ended
         // before the joiner left lanes behind. Whoever runs next resumes them.
         wait_ok(spawn(&c, true), "an instance that finishes what is left");
     })
-    .await
-    .unwrap();
-    let (ok, err) = check(&bootstrap, &output, n);
+    .await;
+    let (ok, err) = check(&p.bootstrap, &p.output, n);
     assert_eq!((ok, err), (n, 0));
-    no_double_pay(&server);
-    let stats = server.stats();
+    assert_no_double_pay(&p.server);
+    let stats = p.server.stats();
     // Lanes moved while their batches ran: resumed (polled or adopted), never
     // created again.
     assert_eq!(
@@ -323,29 +120,12 @@ async fn a_rebalance_with_batches_in_flight_resumes_them_without_resubmitting() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_run_is_survived() {
     let _serial = serial();
-    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
     let mut cfg = mock_cfg(true);
     cfg.in_progress = Duration::from_millis(300);
-    let server = MockServer::start(cfg).await.unwrap();
-    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
-    create_topic(&bootstrap, &input, 3).await;
     let n = 3000;
-    let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &records(n)))
-        .await
-        .unwrap();
-    let dir = test_dir();
-    let config = kafka_config(
-        &dir.path,
-        &bootstrap,
-        &server.base_url(),
-        &input,
-        &output,
-        &group,
-        "max.retries = 5\n",
-    );
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
+    let p = pipeline(cfg, records(n), "max.retries = 5\n").await;
+    let c = p.config.clone();
+    blocking(move || {
         let a = spawn(&c, true);
         std::thread::sleep(Duration::from_millis(3000));
         broker_cmd(&["stop"]);
@@ -353,57 +133,10 @@ async fn a_broker_restart_mid_run_is_survived() {
         broker_cmd(&["start"]);
         wait_ok(a, "the instance that lived through a broker restart");
     })
-    .await
-    .unwrap();
-    let (ok, err) = check(&bootstrap, &output, n);
+    .await;
+    let (ok, err) = check(&p.bootstrap, &p.output, n);
     assert_eq!(ok + err, n);
-    no_double_pay(&server);
-}
-
-/// A Kafka pipeline in synchronous mode (batch mode off) over a fresh
-/// 3-partition input topic holding `recs`.
-struct SyncPipeline {
-    bootstrap: String,
-    server: MockServer,
-    output: String,
-    config: std::path::PathBuf,
-    _dir: TestDir,
-}
-
-async fn sync_pipeline(
-    mock: MockConfig,
-    recs: Vec<(String, String)>,
-    predict: &str,
-) -> SyncPipeline {
-    let bootstrap = tokio::task::spawn_blocking(broker).await.unwrap();
-    let server = MockServer::start(mock).await.unwrap();
-    let (input, output, group) = (unique("in"), unique("out"), unique("g"));
-    create_topic(&bootstrap, &input, 3).await;
-    let (b, i) = (bootstrap.clone(), input.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &i, &recs))
-        .await
-        .unwrap();
-    let dir = test_dir();
-    let path = kafka_config(
-        &dir.path,
-        &bootstrap,
-        &server.base_url(),
-        &input,
-        &output,
-        &group,
-        "",
-    );
-    let toml = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("enabled = true", "enabled = false");
-    std::fs::write(&path, format!("{toml}\n[ml.predict]\n{predict}\n")).unwrap();
-    SyncPipeline {
-        bootstrap,
-        server,
-        output,
-        config: path,
-        _dir: dir,
-    }
+    assert_no_double_pay(&p.server);
 }
 
 fn sync_mock_cfg(seed: u64) -> MockConfig {
@@ -424,20 +157,14 @@ async fn sync_mode_two_instances_one_killed_stay_exactly_once() {
     let mut recs = records(n);
     recs.push(("bad1".into(), "not json".into()));
     recs.push(("bad2".into(), r#"{"id": 1, "text": 5}"#.into()));
-    let SyncPipeline {
-        bootstrap,
-        server,
-        output,
-        config,
-        _dir,
-    } = sync_pipeline(
+    let p = sync_pipeline(
         sync_mock_cfg(4242),
         recs,
         "max-concurrent-operations = 8\noutput-mode = \"ALLOW_UNORDERED\"\nmax-retries = 8",
     )
     .await;
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
+    let c = p.config.clone();
+    blocking(move || {
         let a = spawn(&c, true);
         let mut b = spawn(&c, true);
         std::thread::sleep(Duration::from_millis(3500));
@@ -449,13 +176,12 @@ async fn sync_mode_two_instances_one_killed_stay_exactly_once() {
         // A bounded instance ends with ITS lanes: finish what is left.
         wait_ok(spawn(&c, true), "an instance that finishes what is left");
     })
-    .await
-    .unwrap();
-    let (ok, err) = check(&bootstrap, &output, n);
+    .await;
+    let (ok, err) = check(&p.bootstrap, &p.output, n);
     assert_eq!((ok, err), (n, 0));
-    let dlq = read_all(&bootstrap, &format!("{output}-dlq"), 3);
+    let dlq = read_all(&p.bootstrap, &format!("{}-dlq", p.output), 3);
     assert_eq!(dlq.len(), 2, "{dlq:?}");
-    let stats = server.stats();
+    let stats = p.server.stats();
     assert_eq!(
         stats.batches_created, 0,
         "synchronous mode creates no batch"
@@ -483,60 +209,35 @@ async fn sync_mode_ordered_keeps_partition_order_across_sigterm() {
     mcfg.faults.server_error_fraction = 0.0;
     mcfg.faults.rate_limit_fraction = 0.0;
     let n = 1500;
-    let SyncPipeline {
-        bootstrap,
-        server,
-        output,
-        config,
-        _dir,
-    } = sync_pipeline(
+    let p = sync_pipeline(
         mcfg,
         records(n),
         "max-concurrent-operations = 16\noutput-mode = \"ORDERED\"\nmax-retries = 8",
     )
     .await;
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
+    let c = p.config.clone();
+    blocking(move || {
         let a = spawn(&c, false);
         std::thread::sleep(Duration::from_millis(3000));
-        unsafe { libc_kill(a.id() as i32, 15) };
+        sigterm(a.id());
         wait_ok(a, "an instance stopped by SIGTERM");
         wait_ok(spawn(&c, true), "the instance that resumes");
     })
-    .await
-    .unwrap();
-    let (ok, err) = check(&bootstrap, &output, n);
+    .await;
+    let (ok, err) = check(&p.bootstrap, &p.output, n);
     assert_eq!((ok, err), (n, 0));
     // Output keeps the input key, so it lands in the matching partition:
     // each partition's ids must come in input order.
-    for (p, ids) in ids_by_partition(&bootstrap, &output, 3) {
+    for (p, ids) in ids_by_partition(&p.bootstrap, &p.output, 3) {
         assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
             "partition {p} out of input order: {ids:?}"
         );
     }
     // Requests in flight at the signal were finished and emitted.
-    assert_eq!(server.stats().duplicate_answers, 0, "SIGTERM lost nothing");
-}
-
-/// Output ids per partition, in offset order.
-fn ids_by_partition(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<u64>> {
-    let mut out = BTreeMap::new();
-    for p in 0..partitions {
-        let ids = read_partition(bootstrap, topic, p)
-            .iter()
-            .map(|v| {
-                serde_json::from_str::<serde_json::Value>(v).unwrap()["id"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
-        out.insert(p, ids);
-    }
-    out
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
+    assert_eq!(
+        p.server.stats().duplicate_answers,
+        0,
+        "SIGTERM lost nothing"
+    );
 }

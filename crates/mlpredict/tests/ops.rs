@@ -8,46 +8,20 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use mock_server::{MockConfig, MockServer};
+use mock_server::MockServer;
 
-fn mock_cfg(in_progress: Duration) -> MockConfig {
-    let mut cfg = MockConfig::default();
-    cfg.port = 0;
-    cfg.validating = Duration::from_millis(20);
-    cfg.in_progress = in_progress;
-    cfg.finalizing = Duration::from_millis(20);
-    cfg
-}
-
+/// A run in the background with `args`, stdout and stderr piped.
 fn spawn(config: &std::path::Path, args: &[&str]) -> Child {
-    Command::new(bin())
-        .arg("run")
-        .arg("--config")
-        .arg(config)
+    run_cmd(config)
         .args(args)
-        .env("MLPREDICT_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn mlpredict")
-}
-
-/// Wait at most `limit` for the child; kill it and fail past that.
-fn wait_output(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!("{what} did not finish within {limit:?}:\n{}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 fn free_port() -> u16 {
@@ -105,9 +79,10 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
     // stay put for a second between emissions, long enough to scrape them
     // and compare with the mock's own counts.
     let in_progress = Duration::from_millis(1200);
-    let server = MockServer::start(mock_cfg(in_progress)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 200, 0);
+    let server = MockServer::start(batch_mock(in_progress.as_millis() as u64))
+        .await
+        .unwrap();
+    let (dir, texts, _) = input_dir(200, 0);
     let port = free_port();
     let config = config(
         dir.path(),
@@ -124,7 +99,7 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
                 serde_json::from_str::<serde_json::Value>(&body).unwrap()
             }
         };
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let child = spawn(&config, &[]);
             let deadline = Instant::now() + Duration::from_secs(60);
             // Scrape until two batches were emitted and the third is at the
@@ -153,7 +128,6 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
             (m, stats, out)
         })
         .await
-        .unwrap()
     };
     let (m, stats, out) = stats_at_scrape;
     let completed = get(&m, "batch_jobs_completed_total");
@@ -224,12 +198,9 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retries() {
     // Batches take 4 s at the mock: all 8 are in flight when SIGTERM comes.
-    let server = MockServer::start(mock_cfg(Duration::from_secs(4)))
-        .await
-        .unwrap();
+    let server = MockServer::start(batch_mock(4000)).await.unwrap();
     let base = server.base_url();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 400, 0);
+    let (dir, texts, _) = input_dir(400, 0);
     let config = config(dir.path(), &base, "max.inflight = 8\n");
     let c = config.clone();
     let stats = move || {
@@ -237,7 +208,7 @@ async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retrie
         serde_json::from_str::<serde_json::Value>(&body).unwrap()
     };
     let stats2 = stats.clone();
-    let (first, second) = tokio::task::spawn_blocking(move || {
+    let (first, second) = blocking(move || {
         let child = spawn(&c, &["--cancel-inflight"]);
         let deadline = Instant::now() + Duration::from_secs(20);
         while stats()["batches_created"].as_u64().unwrap() < 8 {
@@ -247,7 +218,7 @@ async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retrie
         // Let the last create's answer reach the pipeline's state.
         std::thread::sleep(Duration::from_millis(300));
         let stopped = Instant::now();
-        unsafe { libc_kill(child.id() as i32, 15) };
+        sigterm(child.id());
         let first = wait_output(child, Duration::from_secs(20), "the SIGTERMed run");
         let took = stopped.elapsed();
         assert!(
@@ -258,8 +229,7 @@ async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retrie
         let second = wait_output(spawn(&c, &[]), Duration::from_secs(60), "the restart");
         (first, (after_stop, second, stats2()))
     })
-    .await
-    .unwrap();
+    .await;
     let err1 = stderr(&first);
     assert!(first.status.success(), "SIGTERM should exit 0: {err1}");
     assert!(err1.contains("resume"), "{err1}");
@@ -322,9 +292,4 @@ async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retrie
     assert_eq!(stats.duplicate_answers, 0, "{stats:?}");
     assert!(stats.duplicate_creates.is_empty(), "{stats:?}");
     assert!(stats.batches_created > 8, "no retry batch: {stats:?}");
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

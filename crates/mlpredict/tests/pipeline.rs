@@ -11,23 +11,15 @@ async fn mock(cfg: MockConfig) -> MockServer {
 }
 
 fn fast() -> MockConfig {
-    let mut cfg = MockConfig::default();
-    cfg.port = 0;
-    cfg.validating = std::time::Duration::from_millis(20);
-    cfg.in_progress = std::time::Duration::from_millis(60);
-    cfg.finalizing = std::time::Duration::from_millis(20);
-    cfg
+    batch_mock(60)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_once_with_its_prediction_and_dead_letters() {
     let server = mock(fast()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 500, 50);
+    let (dir, texts, bad) = input_dir(500, 50);
     let cfg = config(dir.path(), &server.base_url(), "");
-    let out = tokio::task::spawn_blocking(move || run(&cfg, &[]))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let (ok, err) = check_output(&lines(&dir.path().join("output.jsonl")), &texts);
     assert_eq!((ok, err), (500, 0));
@@ -35,11 +27,7 @@ async fn every_record_once_with_its_prediction_and_dead_letters() {
     assert_eq!(dlq.len(), bad);
     for d in &dlq {
         assert!(d["line"].as_u64().is_some() && d["raw"].is_string(), "{d}");
-        let reason = d["error"].as_str().unwrap();
-        assert!(
-            reason == "input field `text` is not a string" || reason.starts_with("invalid json"),
-            "{reason}"
-        );
+        assert_bad_input_reason(d);
     }
     // Local batch files are gone once emitted; only the state stays.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("work/local/reviews"))
@@ -85,28 +73,15 @@ async fn every_record_once_with_its_prediction_and_dead_letters() {
 async fn exactly_once_with_every_fault_on() {
     let mut cfg = fast();
     cfg.seed = 7;
-    cfg.retry_after = std::time::Duration::from_millis(20);
-    let f = &mut cfg.faults;
-    f.rate_limit_fraction = 0.1;
-    f.server_error_fraction = 0.05;
-    f.lost_response_fraction = 0.3;
-    f.token_limit_fraction = 0.2;
-    f.expire_fraction = 0.2;
-    f.request_4xx_fraction = 0.05;
-    f.request_5xx_fraction = 0.1;
-    f.slow_finalizing = std::time::Duration::from_millis(100);
-    f.empty_error_file_id = true;
+    every_fault(&mut cfg);
     let server = mock(cfg).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 1000, 0);
+    let (dir, texts, _) = input_dir(1000, 0);
     let cfg = config(
         dir.path(),
         &server.base_url(),
         "max.inflight = 6\nmax.retries = 6\n",
     );
-    let out = tokio::task::spawn_blocking(move || run(&cfg, &["ml.batch.size=40"]))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &["ml.batch.size=40"])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let output = lines(&dir.path().join("output.jsonl"));
     let (ok, err) = check_output(&output, &texts);
@@ -123,17 +98,8 @@ async fn exactly_once_with_every_fault_on() {
     assert!(output.iter().any(
         |r| r["ml_predict"]["retries"].as_u64() > Some(0) && r["ml_predict"]["status"] == "ok"
     ));
+    assert_no_double_pay(&server);
     let stats = server.stats();
-    assert_eq!(
-        stats.duplicate_answers, 0,
-        "{:?}",
-        stats.duplicate_answer_keys
-    );
-    assert!(
-        stats.duplicate_creates.is_empty(),
-        "{:?}",
-        stats.duplicate_creates
-    );
     for kind in ["rate_limit", "lost_response", "token_limit", "expire"] {
         assert!(
             stats.faults_injected.keys().any(|k| k.contains(kind)),
@@ -151,20 +117,18 @@ async fn embeddings_and_the_generic_protocol() {
         ("openai", "/v1/embeddings", "/v1"),
         ("generic", "/v1/chat/completions", "/ml/api/batch_predict"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let (texts, _) = write_input(&dir.path().join("input.jsonl"), 120, 0);
+        let (dir, texts, _) = input_dir(120, 0);
         let cfg = config(dir.path(), &base, "");
         let defines = [
             format!("model.provider={provider}"),
             format!("model.endpoint={base}{endpoint}"),
             format!("ml.batch.api.endpoint={base}{api}"),
         ];
-        let out = tokio::task::spawn_blocking(move || {
+        let out = blocking(move || {
             let d: Vec<&str> = defines.iter().map(String::as_str).collect();
             run(&cfg, &d)
         })
-        .await
-        .unwrap();
+        .await;
         assert!(out.status.success(), "{provider}: {}", stderr(&out));
         let output = lines(&dir.path().join("output.jsonl"));
         assert_eq!(output.len(), 120, "{provider}");
@@ -199,8 +163,7 @@ async fn embeddings_and_the_generic_protocol() {
 
 #[test]
 fn bad_configuration_fails_at_start_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    write_input(&dir.path().join("input.jsonl"), 3, 0);
+    let (dir, _, _) = input_dir(3, 0);
     let cfg = config(dir.path(), "http://127.0.0.1:9", "sise = 3\n");
     let out = run(&cfg, &[]);
     assert!(!out.status.success());

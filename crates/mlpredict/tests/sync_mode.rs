@@ -8,12 +8,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, lines, stderr, write_input, MODEL};
+use common::{
+    assert_bad_input_reason, blocking, check_records, crash_at, finish, input_dir,
+    kill_9_at_random_moments, lines, run, sigterm_after, stderr, sync_config, Shape, MODEL,
+};
 use mock_server::{MockConfig, MockServer};
 use serde_json::Value;
 
@@ -25,131 +27,11 @@ fn mock_cfg(latency_ms: u64) -> MockConfig {
     }
 }
 
-fn sync_config(dir: &Path, base: &str, extra: &str) -> std::path::PathBuf {
-    let toml = format!(
-        r#"[pipeline]
-name = "reviews"
-
-[source]
-type = "file"
-path = "{d}/input.jsonl"
-
-[sink]
-type = "file"
-path = "{d}/output.jsonl"
-dlq.path = "{d}/dlq.jsonl"
-
-[model]
-provider = "openai"
-endpoint = "{base}/v1/chat/completions"
-api-key = "sk-test-secret-key"
-model = "{MODEL}"
-system-prompt = "Rate the review."
-input = "text"
-output = "prediction"
-
-[ml.batch]
-enabled = false
-local.dir = "{d}/work/local"
-
-[ml.predict]
-{extra}
-"#,
-        d = dir.display()
-    );
-    let p = dir.join("pipeline.toml");
-    std::fs::write(&p, toml).unwrap();
-    p
-}
-
-fn run(config: &Path) -> Output {
-    Command::new(bin())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("MLPREDICT_LOG", "info")
-        .output()
-        .expect("run mlpredict")
-}
-
-fn spawn(config: &Path, failpoint: Option<&str>) -> std::process::Child {
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("MLPREDICT_LOG", "info");
-    if let Some(fp) = failpoint {
-        cmd.env("MLPREDICT_FAILPOINT", fp);
-    }
-    cmd.spawn().expect("spawn mlpredict")
-}
-
-fn finish(config: &Path) -> Output {
-    let out = run(config);
-    assert!(out.status.success(), "final run failed: {}", stderr(&out));
-    out
-}
-
 /// Every input record exactly once, in the sync-mode output shape; ok
 /// records carry the mock model's answer. Returns (ok, error, ids in output
 /// order).
 fn check(out: &[Value], texts: &BTreeMap<u64, String>) -> (usize, usize, Vec<u64>) {
-    let mut seen = BTreeMap::new();
-    let (mut ok, mut err) = (0, 0);
-    let mut order = Vec::new();
-    for rec in out {
-        let id = rec["id"].as_u64().expect("id");
-        assert!(seen.insert(id, ()).is_none(), "record {id} emitted twice");
-        order.push(id);
-        let text = &texts[&id];
-        assert_eq!(
-            rec["text"].as_str(),
-            Some(text.as_str()),
-            "record {id} changed"
-        );
-        assert_eq!(rec["meta"]["n"].as_u64(), Some(id));
-        let m = &rec["ml_predict"];
-        assert!(
-            m["batch_number"].is_null() && m["batch_id"].is_null(),
-            "{rec}"
-        );
-        assert!(m["retries"].is_u64(), "{rec}");
-        assert!(
-            m["custom_id"].as_str().is_some_and(|c| c.starts_with("0-")),
-            "{rec}"
-        );
-        match m["status"].as_str() {
-            Some("ok") => {
-                ok += 1;
-                assert_eq!(
-                    rec["prediction"].as_str(),
-                    Some(mock_server::fake::chat_reply(MODEL, text).as_str()),
-                    "{rec}"
-                );
-                assert!(m["error"].is_null());
-            }
-            Some("error") => {
-                err += 1;
-                assert!(rec["prediction"].is_null());
-                assert!(
-                    m["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
-                    "{rec}"
-                );
-                assert!(m["error"]["message"].is_string(), "{rec}");
-            }
-            other => panic!("bad status {other:?} in {rec}"),
-        }
-    }
-    let missing: Vec<_> = texts
-        .keys()
-        .filter(|k| !seen.contains_key(k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "records never emitted, e.g. {missing:?}"
-    );
-    (ok, err, order)
+    check_records(out, texts, &Shape::sync())
 }
 
 fn is_sorted(v: &[u64]) -> bool {
@@ -159,16 +41,13 @@ fn is_sorted(v: &[u64]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_output_once_in_input_order_with_dead_letters() {
     let server = MockServer::start(mock_cfg(3)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 500, 50);
+    let (dir, texts, bad) = input_dir(500, 50);
     let cfg = sync_config(
         dir.path(),
         &server.base_url(),
         "max-concurrent-operations = 8",
     );
-    let out = tokio::task::spawn_blocking(move || run(&cfg))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let (ok, err, order) = check(&lines(&dir.path().join("output.jsonl")), &texts);
     assert_eq!((ok, err), (500, 0));
@@ -181,11 +60,7 @@ async fn ordered_output_once_in_input_order_with_dead_letters() {
             "{d}"
         );
         assert!(d["raw"].is_string(), "{d}");
-        let reason = d["error"].as_str().unwrap();
-        assert!(
-            reason == "input field `text` is not a string" || reason.starts_with("invalid json"),
-            "{reason}"
-        );
+        assert_bad_input_reason(d);
     }
     let stats = server.stats();
     assert_eq!(stats.sync_answered, 500, "{stats:?}");
@@ -195,9 +70,7 @@ async fn ordered_output_once_in_input_order_with_dead_letters() {
     assert!(summary.contains("500 ok, 0 errors"), "{summary}");
     // A second run has nothing left to do.
     let cfg = dir.path().join("pipeline.toml");
-    let again = tokio::task::spawn_blocking(move || finish(&cfg))
-        .await
-        .unwrap();
+    let again = blocking(move || finish(&cfg)).await;
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 records read"));
     assert_eq!(server.stats().sync_answered, 500);
 }
@@ -210,16 +83,13 @@ async fn unordered_output_once_with_injected_429s_and_5xx_retried() {
     mcfg.faults.rate_limit_fraction = 0.1;
     mcfg.faults.server_error_fraction = 0.1;
     let server = MockServer::start(mcfg).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 600, 40);
+    let (dir, texts, bad) = input_dir(600, 40);
     let cfg = sync_config(
         dir.path(),
         &server.base_url(),
         "max-concurrent-operations = 12\noutput-mode = \"ALLOW_UNORDERED\"\nmax-retries = 10",
     );
-    let out = tokio::task::spawn_blocking(move || run(&cfg))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let output = lines(&dir.path().join("output.jsonl"));
     let (ok, err, _) = check(&output, &texts);
@@ -259,17 +129,14 @@ async fn requests_over_the_rpm_limit_wait_and_succeed() {
     let mut mcfg = mock_cfg(0);
     mcfg.rpm = Some(20);
     let server = MockServer::start(mcfg).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 30, 0);
+    let (dir, texts, _) = input_dir(30, 0);
     let cfg = sync_config(
         dir.path(),
         &server.base_url(),
         "max-concurrent-operations = 4",
     );
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || run(&cfg))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let output = lines(&dir.path().join("output.jsonl"));
     let (ok, err, order) = check(&output, &texts);
@@ -363,9 +230,7 @@ async fn a_4xx_is_an_error_record_at_once_and_timeouts_are_retried() {
     }
     std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
     let cfg = sync_config(dir.path(), &base, "");
-    let out = tokio::task::spawn_blocking(move || run(&cfg))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let output = lines(&dir.path().join("output.jsonl"));
     assert_eq!(output.len(), 21);
@@ -387,16 +252,13 @@ async fn a_4xx_is_an_error_record_at_once_and_timeouts_are_retried() {
 
     // Timeouts: every attempt is slower than ml.predict.timeout.
     let slow = MockServer::start(mock_cfg(400)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 4, 0);
+    let (dir, texts, _) = input_dir(4, 0);
     let cfg = sync_config(
         dir.path(),
         &slow.base_url(),
         "timeout = \"100ms\"\nmax-retries = 1",
     );
-    let out = tokio::task::spawn_blocking(move || run(&cfg))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let output = lines(&dir.path().join("output.jsonl"));
     let (ok, err, _) = check(&output, &texts);
@@ -413,12 +275,9 @@ async fn refused_credentials_stop_the_pipeline_without_printing_the_key() {
     let mut mcfg = mock_cfg(0);
     mcfg.api_key = Some("sk-the-right-one".into());
     let server = MockServer::start(mcfg).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_input(&dir.path().join("input.jsonl"), 50, 0);
+    let (dir, _, _) = input_dir(50, 0);
     let cfg = sync_config(dir.path(), &server.base_url(), "");
-    let out = tokio::task::spawn_blocking(move || run(&cfg))
-        .await
-        .unwrap();
+    let out = blocking(move || run(&cfg, &[])).await;
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("check model.api-key"), "{err}");
@@ -442,8 +301,7 @@ async fn azure_and_anthropic_endpoints_with_their_auth_headers() {
         ("anthropic", format!("{base}/v1/messages")),
     ];
     for (provider, endpoint) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let (texts, _) = write_input(&dir.path().join("input.jsonl"), 40, 0);
+        let (dir, texts, _) = input_dir(40, 0);
         let cfg = sync_config(dir.path(), &base, "max-concurrent-operations = 4");
         let text = std::fs::read_to_string(&cfg).unwrap().replace(
             &format!("provider = \"openai\"\nendpoint = \"{base}/v1/chat/completions\""),
@@ -451,9 +309,7 @@ async fn azure_and_anthropic_endpoints_with_their_auth_headers() {
         );
         assert!(text.contains(provider));
         std::fs::write(&cfg, text).unwrap();
-        let out = tokio::task::spawn_blocking(move || run(&cfg))
-            .await
-            .unwrap();
+        let out = blocking(move || run(&cfg, &[])).await;
         assert!(out.status.success(), "{provider}: {}", stderr(&out));
         let (ok, err, order) = check(&lines(&dir.path().join("output.jsonl")), &texts);
         assert_eq!((ok, err), (40, 0), "{provider}");
@@ -476,35 +332,7 @@ async fn azure_and_anthropic_endpoints_with_their_auth_headers() {
 /// none missing, and what was sent twice is bounded by what can be in
 /// flight or answered-but-uncommitted at a kill.
 fn kill_9_loop(config: &Path, seed: u64, kills_wanted: u32) -> u32 {
-    let mut x = seed | 1;
-    let mut kills = 0;
-    while kills < kills_wanted {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let after = Duration::from_millis(150 + x % 500);
-        let mut child = spawn(config, None);
-        let started = Instant::now();
-        while started.elapsed() < after {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                assert!(status.success(), "run failed on its own: {err}");
-                break;
-            }
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-            }
-        }
-    }
+    let kills = kill_9_at_random_moments(config, seed, kills_wanted, (150, 500), "");
     finish(config);
     kills
 }
@@ -520,8 +348,7 @@ async fn kill_9_mid_run_then_rerun_is_exactly_once_ordered_and_unordered() {
         // are emitted ahead of the watermark in ALLOW_UNORDERED mode.
         mcfg.faults.server_error_fraction = 0.05;
         let server = MockServer::start(mcfg).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (texts, bad) = write_input(&dir.path().join("input.jsonl"), 2500, 100);
+        let (dir, texts, bad) = input_dir(2500, 100);
         let mode = if unordered {
             "ALLOW_UNORDERED"
         } else {
@@ -533,9 +360,7 @@ async fn kill_9_mid_run_then_rerun_is_exactly_once_ordered_and_unordered() {
             &format!("max-concurrent-operations = 8\noutput-mode = \"{mode}\"\nmax-retries = 8"),
         );
         let c = config.clone();
-        let kills = tokio::task::spawn_blocking(move || kill_9_loop(&c, seed, 6))
-            .await
-            .unwrap();
+        let kills = blocking(move || kill_9_loop(&c, seed, 6)).await;
         assert!(kills >= 3, "{mode}: only {kills} kills landed");
         let (ok, err, order) = check(&lines(&dir.path().join("output.jsonl")), &texts);
         assert_eq!((ok, err), (2500, 0), "{mode}");
@@ -562,28 +387,20 @@ async fn kill_9_mid_run_then_rerun_is_exactly_once_ordered_and_unordered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_append_and_commit_re_emits_once() {
     let server = MockServer::start(mock_cfg(5)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 300, 0);
+    let (dir, texts, _) = input_dir(300, 0);
     let config = sync_config(
         dir.path(),
         &server.base_url(),
         "output-mode = \"ALLOW_UNORDERED\"",
     );
     let c = config.clone();
-    let before = tokio::task::spawn_blocking(move || {
-        let out = spawn(&c, Some("sync-before-commit"))
-            .wait_with_output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "the failpoint should have aborted the run"
-        );
+    let before = blocking(move || {
+        crash_at("", &c, "sync-before-commit");
         let appended = std::fs::read_to_string(c.parent().unwrap().join("output.jsonl")).unwrap();
         finish(&c);
         appended.lines().count()
     })
-    .await
-    .unwrap();
+    .await;
     assert!(before > 0, "nothing was appended before the crash");
     let (ok, _, _) = check(&lines(&dir.path().join("output.jsonl")), &texts);
     assert_eq!(ok, 300);
@@ -597,45 +414,24 @@ async fn crash_between_append_and_commit_re_emits_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_and_exits_0_then_resumes() {
     let server = MockServer::start(mock_cfg(50)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (texts, _) = write_input(&dir.path().join("input.jsonl"), 400, 0);
+    let (dir, texts, _) = input_dir(400, 0);
     let config = sync_config(
         dir.path(),
         &server.base_url(),
         "max-concurrent-operations = 4",
     );
     let c = config.clone();
-    tokio::task::spawn_blocking(move || {
-        let child = spawn(&c, None);
-        std::thread::sleep(Duration::from_millis(800));
-        let stopped = Instant::now();
-        unsafe { libc_kill(child.id() as i32, 15) };
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "SIGTERM should exit 0: {}",
-            stderr(&out)
-        );
-        assert!(
-            stopped.elapsed() < Duration::from_secs(2),
-            "slow: {:?}",
-            stopped.elapsed()
-        );
+    blocking(move || {
+        sigterm_after(&c, Duration::from_millis(800), Duration::from_secs(2));
         let partial = lines(&c.parent().unwrap().join("output.jsonl")).len();
         assert!(partial > 0 && partial < 400, "{partial}");
         finish(&c);
     })
-    .await
-    .unwrap();
+    .await;
     check(&lines(&dir.path().join("output.jsonl")), &texts);
     let stats = server.stats();
     // Requests in flight at the signal were finished and emitted: nothing
     // was sent twice.
     assert_eq!(stats.duplicate_answers, 0, "{stats:?}");
     assert_eq!(stats.sync_answered, 400);
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

@@ -1,6 +1,14 @@
 //! A real Kafka broker for tests (scripts/kafka/broker.sh), and helpers to
-//! produce input and read the output with `read_committed`.
+//! produce input and read the output with `read_committed`; [`run`]: Kafka
+//! pipelines of the real binary over it.
+//!
+//! Uses the file tests' `common` module: declare both (`mod common; mod
+//! kafka_common;`).
 #![allow(dead_code)]
+
+mod run;
+
+pub use run::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,28 +41,22 @@ pub fn broker() -> String {
     if let Ok(b) = std::env::var("MLPREDICT_KAFKA_BOOTSTRAP") {
         return b;
     }
-    let out = Command::new(repo().join("scripts/kafka/broker.sh"))
-        .arg("start")
-        .output()
-        .expect("run broker.sh");
-    assert!(
-        out.status.success(),
-        "broker.sh start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    broker_cmd(&["start"]).trim().to_owned()
 }
 
-pub fn broker_cmd(args: &[&str]) {
+/// `scripts/kafka/broker.sh args…`, which must succeed; its stdout.
+pub fn broker_cmd(args: &[&str]) -> String {
     let out = Command::new(repo().join("scripts/kafka/broker.sh"))
         .args(args)
         .output()
         .expect("run broker.sh");
     assert!(
         out.status.success(),
-        "broker.sh {args:?} failed: {}",
+        "broker.sh {} failed: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -206,27 +208,11 @@ type = "kafka"
 topic = "{output}"
 dlq.topic = "{output}-dlq"
 
-[model]
-provider = "openai"
-endpoint = "{mock}/v1/chat/completions"
-api-key = "sk-test"
-model = "gpt-4o-mini"
-system-prompt = "Rate the review."
-input = "text"
-output = "prediction"
-
-[ml.batch]
-enabled = true
-size = 50
-api.endpoint = "{mock}/v1"
-poll.interval = "50ms"
-local.dir = "{d}/local"
-max.wait = "300ms"
-{extra}
+{model}
+{batch}{extra}
 "#,
-        d = dir.display()
+        model = crate::common::openai_model(mock, "sk-test"),
+        batch = crate::common::ml_batch(mock, &format!("{}/local", dir.display()), "300ms"),
     );
-    let p = dir.join(format!("{group}.toml"));
-    std::fs::write(&p, toml).unwrap();
-    p
+    crate::common::write_config(dir, &format!("{group}.toml"), &toml)
 }
