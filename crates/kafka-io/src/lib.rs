@@ -121,6 +121,13 @@ pub enum CommitError {
     /// This producer can never commit again (fenced, or a fatal error).
     #[error("kafka producer failed for good: {0}")]
     Fatal(KafkaError),
+    /// Nothing was written: partitions were revoked or assigned since the
+    /// caller last looked ([`KafkaIo::update_assignment`]). What is staged
+    /// may belong to a partition another instance now owns, and the group
+    /// coordinator checks the generation, not who owns a partition: the
+    /// caller must rebuild its lanes first.
+    #[error("the partition assignment changed before the commit")]
+    Rebalanced,
 }
 
 pub struct KafkaIo {
@@ -128,7 +135,7 @@ pub struct KafkaIo {
     consumer: BaseConsumer<RebalanceLog>,
     // Threaded: delivery reports must be served while a transaction is
     // committed or aborted.
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: Mutex<ThreadedProducer<DefaultProducerContext>>,
     reader: BaseConsumer,
     input_partitions: i32,
 }
@@ -197,19 +204,7 @@ impl KafkaIo {
             .set("fetch.error.backoff.ms", "20");
         let reader: BaseConsumer = rc.create().context("cannot create the kafka reader")?;
 
-        let mut pc = base_config(&s.bootstrap, &s.producer_props);
-        pc.set("transactional.id", &s.transactional_id)
-            .set("enable.idempotence", "true");
-        if !s.producer_props.contains_key("transaction.timeout.ms") {
-            // A crashed instance's open transaction blocks read_committed
-            // readers of its partitions until it times out: keep it short.
-            pc.set("transaction.timeout.ms", "10000");
-        }
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            pc.create().context("cannot create the kafka producer")?;
-        producer
-            .init_transactions(s.timeout)
-            .context("cannot initialise kafka transactions")?;
+        let producer = Mutex::new(transactional_producer(&s)?);
         consumer
             .subscribe(&[&s.input_topic])
             .context("cannot subscribe to source.topic")?;
@@ -299,12 +294,25 @@ impl KafkaIo {
     }
 
     /// End of a partition now (its high watermark).
+    /// Retried until the timeout: during a broker restart the partition
+    /// has no leader for a moment (NotLeaderForPartition).
     pub fn end_offset(&self, partition: i32) -> anyhow::Result<i64> {
-        let (_, high) = self
-            .consumer
-            .fetch_watermarks(&self.s.input_topic, partition, self.s.timeout)
-            .context("cannot read the end of a source partition")?;
-        Ok(high)
+        let deadline = Instant::now() + self.s.timeout;
+        loop {
+            match self
+                .consumer
+                .fetch_watermarks(&self.s.input_topic, partition, self.s.timeout)
+            {
+                Ok((_, high)) => return Ok(high),
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(partition, error = %e, "end of a source partition not known yet; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(e).context("cannot read the end of a source partition");
+                }
+            }
+        }
     }
 
     /// Point the consumer back at a lane's watermark (after a rebuild).
@@ -399,18 +407,33 @@ impl KafkaIo {
 
     /// Write one transaction: outputs, dead letters, state and offsets.
     pub fn commit(&self, txn: &Txn) -> Result<(), CommitError> {
-        let run = || -> Result<(), KafkaError> {
-            self.producer.begin_transaction()?;
+        // Rebalance callbacks run inside `poll`, and nothing polls between
+        // this check and the commit: a revocation cannot slip in between.
+        if !self
+            .consumer
+            .context()
+            .changes
+            .lock()
+            .expect("rebalance log")
+            .is_empty()
+        {
+            return Err(CommitError::Rebalanced);
+        }
+        let mut producer = self.producer.lock().expect("producer lock");
+        let p = &*producer;
+        let staged = || -> Result<(), KafkaError> {
+            p.begin_transaction()?;
             for (key, value) in &txn.outputs {
-                self.send(&self.s.output_topic, None, key.as_deref(), Some(value))?;
+                send(p, &self.s.output_topic, None, key.as_deref(), Some(value))?;
             }
             if let Some(dlq) = &self.s.dlq_topic {
                 for (key, value) in &txn.dead_letters {
-                    self.send(dlq, None, key.as_deref(), Some(value))?;
+                    send(p, dlq, None, key.as_deref(), Some(value))?;
                 }
             }
             for r in &txn.state {
-                self.send(
+                send(
+                    p,
                     &self.s.state_topic,
                     Some(r.partition),
                     Some(r.key.as_bytes()),
@@ -419,62 +442,129 @@ impl KafkaIo {
             }
             if !txn.offsets.is_empty() {
                 let mut tpl = TopicPartitionList::new();
-                for (&p, &o) in &txn.offsets {
-                    tpl.add_partition_offset(&self.s.input_topic, p, Offset::Offset(o))?;
+                for (&part, &o) in &txn.offsets {
+                    tpl.add_partition_offset(&self.s.input_topic, part, Offset::Offset(o))?;
                 }
                 let cgm = self
                     .consumer
                     .group_metadata()
                     .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::InvalidGroupId))?;
-                self.producer
-                    .send_offsets_to_transaction(&tpl, &cgm, self.s.timeout)?;
+                p.send_offsets_to_transaction(&tpl, &cgm, self.s.timeout)?;
             }
-            self.producer.commit_transaction(self.s.timeout)
+            // rdkafka's commit flushes the ThreadedProducer, and its flush
+            // sleeps up to 100 ms for an event the producer's own thread
+            // takes first: wait for the deliveries here, in short steps.
+            let deadline = Instant::now() + self.s.timeout;
+            while p.in_flight_count() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Ok(())
         };
-        match run() {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
-                if fatal {
-                    return Err(CommitError::Fatal(e));
-                }
-                if let Err(abort) = self.producer.abort_transaction(self.s.timeout) {
+        let failed = match staged().and_then(|()| self.end_transaction(p, true)) {
+            Ok(()) => return Ok(()),
+            Err(e) if is_fatal(&e) => e,
+            Err(e) => match self.end_transaction(p, false) {
+                Ok(()) => return Err(CommitError::Aborted(e)),
+                Err(abort) => {
                     tracing::warn!(error = %abort, "kafka abort failed");
-                    if matches!(&abort, KafkaError::Transaction(t) if t.is_fatal()) {
-                        return Err(CommitError::Fatal(abort));
-                    }
+                    abort
                 }
-                Err(CommitError::Aborted(e))
+            },
+        };
+        // The producer is unusable (e.g. a commit that timed out while the
+        // broker restarted left it in an invalid state). A new one with the
+        // same transactional id fences the old and aborts what it left
+        // open; the caller resumes from the committed state, as after an
+        // abort.
+        tracing::warn!(error = %failed, "kafka producer failed; starting a new one");
+        match transactional_producer(&self.s) {
+            Ok(fresh) => {
+                *producer = fresh;
+                Err(CommitError::Aborted(failed))
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot start a new kafka producer");
+                Err(CommitError::Fatal(failed))
             }
         }
     }
 
-    fn send(
+    /// Commit or abort the open transaction, retrying what librdkafka
+    /// calls retriable (a timeout: the same call is to be made again).
+    fn end_transaction(
         &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
+        p: &ThreadedProducer<DefaultProducerContext>,
+        commit: bool,
     ) -> Result<(), KafkaError> {
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
-        if let Some(p) = partition {
-            rec = rec.partition(p);
-        }
-        if let Some(k) = key {
-            rec = rec.key(k);
-        }
-        if let Some(v) = value {
-            rec = rec.payload(v);
-        }
+        let deadline = Instant::now() + 2 * self.s.timeout;
         loop {
-            match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(10));
+            let r = if commit {
+                p.commit_transaction(self.s.timeout)
+            } else {
+                p.abort_transaction(self.s.timeout)
+            };
+            match r {
+                Err(KafkaError::Transaction(t))
+                    if t.is_retriable() && Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %t, commit, "kafka transaction end retried");
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                Err((e, _)) => return Err(e),
+                r => return r,
             }
+        }
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+/// The transactional producer, its transactions initialised.
+fn transactional_producer(
+    s: &Settings,
+) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+    let mut pc = base_config(&s.bootstrap, &s.producer_props);
+    pc.set("transactional.id", &s.transactional_id)
+        .set("enable.idempotence", "true");
+    if !s.producer_props.contains_key("transaction.timeout.ms") {
+        // A crashed instance's open transaction blocks read_committed
+        // readers of its partitions until it times out: keep it short.
+        pc.set("transaction.timeout.ms", "10000");
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        pc.create().context("cannot create the kafka producer")?;
+    producer
+        .init_transactions(s.timeout)
+        .context("cannot initialise kafka transactions")?;
+    Ok(producer)
+}
+
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(), KafkaError> {
+    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    if let Some(p) = partition {
+        rec = rec.partition(p);
+    }
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    if let Some(v) = value {
+        rec = rec.payload(v);
+    }
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(e),
         }
     }
 }

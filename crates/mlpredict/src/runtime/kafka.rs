@@ -521,7 +521,14 @@ impl Shell<'_> {
                 retry_number,
                 results,
             } => {
-                self.emit(io, &batch, final_generation, retry_id, retry_number, &results)?;
+                self.emit(
+                    io,
+                    &batch,
+                    final_generation,
+                    retry_id,
+                    retry_number,
+                    &results,
+                )?;
             }
         }
         self.execute(io, actions)
@@ -709,6 +716,8 @@ impl Shell<'_> {
                     tracing::warn!(error = %e, "kafka transaction aborted; resuming from the committed state");
                     return self.rebuild(io);
                 }
+                // The next turn rebuilds the lanes, which drops what is staged.
+                Err(CommitError::Rebalanced) => return Ok(()),
                 Err(e @ CommitError::Fatal(_)) => return Err(e.into()),
             }
             self.txn.clear();

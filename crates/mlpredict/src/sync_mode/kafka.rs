@@ -551,6 +551,7 @@ impl Shell<'_> {
         let staged = std::mem::take(&mut self.staged);
         txn.outputs = staged.outputs;
         txn.dead_letters = staged.dead_letters;
+        let staged_bytes = staged.bytes;
         for (&p, lane) in &self.lanes {
             txn.offsets.insert(p, lane.window.watermark() as i64);
         }
@@ -567,6 +568,16 @@ impl Shell<'_> {
             Err(CommitError::Aborted(e)) => {
                 tracing::warn!(error = %e, "kafka transaction aborted; resuming from the committed state");
                 self.rebuild()
+            }
+            // The next turn rebuilds the lanes; until then nothing counts
+            // as emitted (a bounded run does not end on it).
+            Err(CommitError::Rebalanced) => {
+                self.staged = Staged {
+                    outputs: txn.outputs,
+                    dead_letters: txn.dead_letters,
+                    bytes: staged_bytes,
+                };
+                Ok(())
             }
             Err(e @ CommitError::Fatal(_)) => Err(e.into()),
         }
