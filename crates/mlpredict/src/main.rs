@@ -111,6 +111,15 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
         } => {
             let cfg = pipeline_config::load(&config, &define)
                 .with_context(|| format!("in {}", config.display()))?;
+            let file_source = matches!(cfg.source, pipeline_config::SourceConfig::File { .. });
+            if cancel_inflight && !(cfg.batch.enabled && file_source) {
+                // Kafka lanes move to other instances, which resume their
+                // batches; synchronous mode finishes its requests anyway.
+                anyhow::bail!(
+                    "--cancel-inflight applies to batch mode with a file source only (this pipeline: {})",
+                    if cfg.batch.enabled { "kafka source" } else { "ml.batch.enabled = false" }
+                );
+            }
             metrics_setup::install(&cfg.metrics, &rt)?;
             let shutdown = shutdown_flag(&rt);
             let opts = runtime::Options {

@@ -9,6 +9,15 @@ use pipeline_config::MetricsConfig;
 pub fn install(cfg: &MetricsConfig, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let Some(port) = cfg.port else { return Ok(()) };
     let addr = SocketAddr::new(cfg.bind, port);
+    // The exporter binds on its own and does not tell the port it got: for
+    // port 0, ask the OS for a free one first, so the log can name it.
+    let addr = if port == 0 {
+        std::net::TcpListener::bind(addr)
+            .and_then(|l| l.local_addr())
+            .with_context(|| format!("cannot serve metrics on {addr} (metrics.port)"))?
+    } else {
+        addr
+    };
     let _guard = rt.enter();
     PrometheusBuilder::new()
         .with_http_listener(addr)
