@@ -302,7 +302,7 @@ impl Shell<'_> {
             let Some(f) = self.stash.pop_front() else {
                 break;
             };
-            self.on_record(f.partition, f.offset, f.key, f.value.as_deref());
+            self.on_record(f);
         }
         self.dispatch();
     }
@@ -380,13 +380,15 @@ impl Shell<'_> {
         }
     }
 
-    fn on_record(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        key: Option<Vec<u8>>,
-        value: Option<&[u8]>,
-    ) {
+    /// Take a fetched record into its lane's window (its value moves into
+    /// the request's job: the output is built from it).
+    fn on_record(&mut self, fetched: Fetched) {
+        let Fetched {
+            partition,
+            offset,
+            key,
+            value,
+        } = fetched;
         let Some(lane) = self.lanes.get_mut(&partition) else {
             return; // fetched just before a revocation
         };
@@ -409,7 +411,7 @@ impl Shell<'_> {
             self.held = self.held + lane.window.records() - before;
             return;
         }
-        let parsed = match value {
+        let parsed = match &value {
             None => Err(crate::record::Unusable("record has no value".into())),
             Some(v) => self.fields.parse(v),
         };
@@ -418,6 +420,7 @@ impl Shell<'_> {
                 self.body.clear();
                 self.template
                     .write_sync_body(&mut self.body, usable.input.get().as_bytes());
+                let record = value.unwrap_or_default();
                 let seq = lane.window.push(pos, next, Kind::Request, &mut self.staged);
                 self.held = self.held + lane.window.records() - before;
                 self.backlog.push_back(Job {
@@ -425,14 +428,20 @@ impl Shell<'_> {
                     lane: partition as u32,
                     pos,
                     key,
-                    record: value.unwrap_or_default().to_vec(),
+                    record,
                     body: Bytes::copy_from_slice(&self.body),
                 });
             }
             Err(reason) => {
                 self.summary.dead_letters += 1;
                 metrics::counter!("records_dead_lettered_total").increment(1);
-                let dead = kafka_dead_letter(partition, offset, key.as_deref(), value, &reason.0);
+                let dead = kafka_dead_letter(
+                    partition,
+                    offset,
+                    key.as_deref(),
+                    value.as_deref(),
+                    &reason.0,
+                );
                 lane.window
                     .push(pos, next, Kind::Dead((key, dead)), &mut self.staged);
                 self.held = self.held + lane.window.records() - before;
