@@ -6,6 +6,8 @@
 #
 #   scripts/test.sh            # everything
 #   SIM_SEEDS=100000 scripts/test.sh   # a longer simulation soak
+#   MLPREDICT_KAFKA_PORT=29092 scripts/test.sh        # this port for the tests' broker (default: 19092, or the next free one)
+#   MLPREDICT_KAFKA_BOOTSTRAP=host:port scripts/test.sh   # use a running broker instead of starting one
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,14 +25,23 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
     scripts/kafka/broker.sh deps
 fi
 
-echo "== starting the Kafka broker for the Kafka tests" >&2
-started_broker=0
-scripts/kafka/broker.sh status >/dev/null 2>&1 || started_broker=1
-MLPREDICT_KAFKA_BOOTSTRAP="$(scripts/kafka/broker.sh start)"
-export MLPREDICT_KAFKA_BOOTSTRAP
-if [ "$started_broker" = 1 ]; then
-    trap 'scripts/kafka/broker.sh stop >/dev/null 2>&1 || true' EXIT
+# The Kafka tests' broker: MLPREDICT_KAFKA_BOOTSTRAP if set (a broker you run),
+# else this checkout's own broker (scripts/kafka/broker.sh, data in .cache/) on
+# MLPREDICT_KAFKA_PORT if set, else on 19092 or, when another process (another
+# Kafka, another checkout's broker) holds it, on the next free port.
+if [ -n "${MLPREDICT_KAFKA_BOOTSTRAP:-}" ]; then
+    echo "== kafka tests use the broker at $MLPREDICT_KAFKA_BOOTSTRAP (MLPREDICT_KAFKA_BOOTSTRAP)" >&2
+else
+    echo "== starting the Kafka broker for the Kafka tests" >&2
+    started_broker=0
+    scripts/kafka/broker.sh status >/dev/null 2>&1 || started_broker=1
+    MLPREDICT_KAFKA_BOOTSTRAP="$(scripts/kafka/broker.sh start --port "${MLPREDICT_KAFKA_PORT:-auto}")"
+    if [ "$started_broker" = 1 ]; then
+        trap 'scripts/kafka/broker.sh stop >/dev/null 2>&1 || true' EXIT
+    fi
+    echo "== kafka tests use the broker at $MLPREDICT_KAFKA_BOOTSTRAP" >&2
 fi
+export MLPREDICT_KAFKA_BOOTSTRAP
 
 echo "== building" >&2
 cargo build --workspace --all-targets --quiet

@@ -5,8 +5,9 @@
 #
 #   scripts/kafka/broker.sh deps                  install Java 17 + Maven with apt-get, if either is missing
 #   scripts/kafka/broker.sh fetch [--force]       download the jars into $MLPREDICT_CACHE/kafka/libs (once)
-#   scripts/kafka/broker.sh start [--port N] [--controller-port N] [--prop key=value]...
+#   scripts/kafka/broker.sh start [--port N|auto] [--controller-port N] [--prop key=value]...
 #                                                 start in the background and wait until ready; prints the bootstrap
+#                                                 (--port auto: the default port if free, else the next free pair)
 #   scripts/kafka/broker.sh stop | status | bootstrap | logs [N] | reset
 #   scripts/kafka/broker.sh topic create NAME PARTITIONS [--compact] [--config k=v]...
 #   scripts/kafka/broker.sh topic delete NAME | list | describe [NAME]
@@ -154,6 +155,20 @@ kafka_version() {
 # ---------------------------------------------------------------- process helpers
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The first PORT, PORT+1 pair from FROM on (in steps of 2) that nothing listens on.
+AUTO_TRIES=100
+free_port_pair() {
+  local p="$1" i
+  for ((i = 0; i < AUTO_TRIES; i++)); do
+    if ! port_open "$p" && ! port_open "$((p + 1))"; then
+      echo "$p"
+      return 0
+    fi
+    p=$((p + 2))
+  done
+  return 1
+}
 
 # True if PID exists and is not a zombie.
 is_alive() {
@@ -313,7 +328,7 @@ cmd_start() {
   pid="$(running_pid)"
   if [[ -n "$pid" ]]; then
     load_ports
-    if [[ -n "$port" && "$port" != "$PORT" ]]; then
+    if [[ -n "$port" && "$port" != auto && "$port" != "$PORT" ]]; then
       note "already running on port $PORT (pid $pid): --port $port ignored (stop it first to change the port)"
     else
       note "already running (pid $pid)"
@@ -324,6 +339,13 @@ cmd_start() {
   rm -f "$PID_FILE"
 
   find_java
+  if [[ "$port" == auto ]]; then
+    [[ -z "$cport" ]] || die "--port auto picks the controller port too; drop --controller-port"
+    port="$(free_port_pair "$DEFAULT_PORT")" ||
+      die "no free pair of ports in $DEFAULT_PORT..$((DEFAULT_PORT + 2 * AUTO_TRIES)); use --port N"
+    [[ "$port" == "$DEFAULT_PORT" ]] ||
+      note "127.0.0.1:$DEFAULT_PORT is taken by another process (not the broker of $DATA); using port $port"
+  fi
   PORT="${port:-$DEFAULT_PORT}"
   CPORT="${cport:-$((PORT + 1))}"
   [[ "$PORT" =~ ^[0-9]+$ && "$CPORT" =~ ^[0-9]+$ && "$PORT" != "$CPORT" ]] ||
@@ -331,7 +353,7 @@ cmd_start() {
   local p
   for p in "$PORT" "$CPORT"; do
     if port_open "$p"; then
-      die "127.0.0.1:$p is already in use by another process (not the broker of $DATA); use --port N, or stop that process"
+      die "127.0.0.1:$p is already in use by another process (not the broker of $DATA); use --port N or --port auto, or stop that process"
     fi
   done
 
