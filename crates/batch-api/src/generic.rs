@@ -225,6 +225,12 @@ impl BatchApi for GenericClient {
         self.limits
     }
 
+    /// The job listing is our extension: a server may lack it or leave out
+    /// the status.
+    fn listing_reports_status(&self) -> bool {
+        false
+    }
+
     async fn upload(&self, _path: &Path, _file_name: &str) -> Result<Option<String>, ApiError> {
         Ok(None)
     }

@@ -114,6 +114,13 @@ pub trait BatchApi: Send + Sync {
 
     fn limits(&self) -> Limits;
 
+    /// Whether a listing (`list`) shows each batch's current status, so that
+    /// one listing can poll many batches at once. A provider whose listing
+    /// may be sparse or missing answers `false`: poll each batch with `get`.
+    fn listing_reports_status(&self) -> bool {
+        true
+    }
+
     /// Upload a batch file; returns its file id, or `None` for providers
     /// whose create call carries the requests itself (Anthropic, generic).
     async fn upload(&self, path: &Path, file_name: &str) -> Result<Option<String>, ApiError>;

@@ -85,7 +85,7 @@ pub fn run_kafka(
     let settings = settings(cfg, &instance)?;
     let setup = provider::connect(cfg)?;
     let limits = setup.api.limits();
-    let list_polling = setup.api.name() != "generic";
+    let list_polling = setup.api.listing_reports_status();
     let io = KafkaIo::connect(settings, &rt)?;
     // Each instance has its own local directory: lanes move between
     // instances, and a batch file is rebuilt from Kafka when missing.

@@ -169,7 +169,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
     };
     let setup = provider::connect(cfg)?;
     let limits = setup.api.limits();
-    let list_polling = setup.api.name() != "generic";
+    let list_polling = setup.api.listing_reports_status();
     let dir = state_dir(cfg);
     let store = Store::open(&dir)?;
     let snapshot = store.load()?;
