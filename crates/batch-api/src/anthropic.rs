@@ -48,19 +48,26 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::Method;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::http::{self, AuthStyle, DownloadTo, Downloaded, Http, RetryPolicy};
-use crate::openai::{check_url, str_field, time_field, u64_field};
-use crate::wire::{is_valid_custom_id, BATCH_TAG_SEPARATOR, LINE_HEAD};
+use crate::openai::check_url;
 use crate::{
     ApiError, BatchApi, BatchMeta, BatchPage, ClientTimeouts, ErrorClass, Limits, RemoteBatch,
-    RemoteStatus, RequestCounts,
 };
+
+mod body;
+mod find;
+mod parse;
+mod tag;
+
+use body::create_body;
+#[cfg(test)]
+use body::BodyWriter;
+use find::Known;
+pub use parse::{map_status, parse_batch, parse_page};
+pub use tag::{batch_tag, tag_line, tag_of_custom_id};
 
 /// ≤ 100,000 requests per batch. The create request may be 256 MB; the
 /// batch file is kept a little smaller because each request grows by its
@@ -79,46 +86,6 @@ pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Code of the `find` error while unknown in-progress batches may still
 /// turn out to be the one looked for.
 pub const ADOPTION_PENDING: &str = "adoption_pending";
-
-/// The batch tag of one create attempt: `mp` and 16 hex digits of a stable
-/// hash (FNV-1a 64 + splitmix64 finaliser; the same on every build and
-/// platform) of pipeline, batch_number and attempt.
-pub fn batch_tag(meta: &BatchMeta) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [
-        meta.pipeline.as_bytes(),
-        meta.batch_number.as_bytes(),
-        meta.attempt.to_string().as_bytes(),
-    ] {
-        for &b in part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    format!("mp{z:016x}")
-}
-
-/// The tag of a wire custom_id `{tag}_{id}`, if it has one.
-pub fn tag_of_custom_id(id: &str) -> Option<&str> {
-    let (tag, rest) = id.split_once(BATCH_TAG_SEPARATOR)?;
-    (!tag.is_empty() && !rest.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .then_some(tag)
-}
-
-/// What this process knows about a provider batch id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Known {
-    /// Its tag ("" when its results carry none).
-    Tag(String),
-    /// Polled by this process: another batch of ours, with its id recorded.
-    Claimed,
-}
 
 pub struct AnthropicClient {
     http: Http,
@@ -223,323 +190,6 @@ impl AnthropicClient {
         let v = self.http.json(what, rb).await?;
         parse_batch(&v).map_err(|m| ApiError::new(ErrorClass::Ambiguous, format!("{what}: {m}")))
     }
-
-    /// The tag of a finished batch, from the first line of its results
-    /// (streamed; the rest is not read). `Ok(None)`: no results or no tag.
-    async fn results_tag(&self, url: &str) -> Result<Option<String>, ApiError> {
-        const WHAT: &str = "read the first result of a batch";
-        const MAX_LINE: usize = 8 << 20;
-        let url = self.resolve(url);
-        let url = url.as_str();
-        self.http
-            .retry(WHAT, || async move {
-                let mut resp = self.http.send(WHAT, self.results_request(url)).await?;
-                let mut buf = Vec::new();
-                loop {
-                    let chunk = resp
-                        .chunk()
-                        .await
-                        .map_err(|e| self.http.transport_error(WHAT, &e))?;
-                    let Some(chunk) = chunk else { break };
-                    buf.extend_from_slice(&chunk);
-                    let first = buf.iter().position(|b| !b.is_ascii_whitespace());
-                    let newline =
-                        first.and_then(|f| memchr::memchr(b'\n', &buf[f..]).map(|i| f + i));
-                    if newline.is_some() || buf.len() > MAX_LINE {
-                        break;
-                    }
-                }
-                // Dropping `resp` closes the connection: the rest is not read.
-                drop(resp);
-                let text = buf.trim_ascii_start();
-                let line = match memchr::memchr(b'\n', text) {
-                    Some(i) => &text[..i],
-                    None => text,
-                };
-                if line.trim_ascii().is_empty() {
-                    return Ok(None);
-                }
-                #[derive(serde::Deserialize)]
-                struct First {
-                    custom_id: String,
-                }
-                match serde_json::from_slice::<First>(line) {
-                    Ok(f) => Ok(tag_of_custom_id(&f.custom_id).map(str::to_owned)),
-                    Err(e) => Err(ApiError::new(
-                        ErrorClass::Ambiguous,
-                        format!("{WHAT}: unreadable result line: {e}"),
-                    )),
-                }
-            })
-            .await
-    }
-
-    async fn find_impl(
-        &self,
-        meta: &BatchMeta,
-        not_before: i64,
-        count: Option<u64>,
-    ) -> Result<Option<RemoteBatch>, ApiError> {
-        let want = batch_tag(meta);
-        let mut pending: Vec<String> = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list(after.as_deref(), 100).await?;
-            let mut older = false;
-            for b in page.batches {
-                if b.created_at.is_some_and(|t| t < not_before) {
-                    older = true;
-                    continue;
-                }
-                let known = self.known().get(&b.id).cloned();
-                match known {
-                    Some(Known::Tag(t)) if t == want => return Ok(Some(adopted(b, meta))),
-                    Some(_) => continue,
-                    None => {}
-                }
-                if let (Some(n), Some(c)) = (count, b.counts) {
-                    if c.total != n {
-                        continue;
-                    }
-                }
-                let Some(url) = b.output_file.clone() else {
-                    if b.status.is_terminal() {
-                        // Ended without results: nothing to adopt there.
-                        self.known().insert(b.id.clone(), Known::Tag(String::new()));
-                    } else {
-                        pending.push(b.id);
-                    }
-                    continue;
-                };
-                match self.results_tag(&url).await {
-                    Ok(tag) => {
-                        let tag = tag.unwrap_or_default();
-                        let ours = tag == want;
-                        self.known().insert(b.id.clone(), Known::Tag(tag));
-                        if ours {
-                            return Ok(Some(adopted(b, meta)));
-                        }
-                    }
-                    // Results gone (archived): whatever it was, it cannot be
-                    // adopted any more.
-                    Err(e) if e.is_not_found() => {
-                        self.known().insert(b.id.clone(), Known::Tag(String::new()));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            match page.next_after {
-                Some(next) if !older => after = Some(next),
-                _ => break,
-            }
-        }
-        if pending.is_empty() {
-            return Ok(None);
-        }
-        tracing::info!(
-            batch = %meta.batch_number,
-            attempt = meta.attempt,
-            candidates = pending.len(),
-            first = %pending[0],
-            "looking for a batch whose create answer was lost: waiting for in-progress batches to end, \
-             since only their results tell whether one of them is it (anthropic batches carry no metadata)"
-        );
-        let mut e = ApiError::new(
-            ErrorClass::Transient,
-            format!(
-                "find batch {} attempt {}: {} in-progress batch(es) ({}{}) may be it; their results will tell once they end",
-                meta.batch_number,
-                meta.attempt,
-                pending.len(),
-                pending[0],
-                if pending.len() > 1 { ", …" } else { "" }
-            ),
-        );
-        e.code = Some(ADOPTION_PENDING.to_owned());
-        Err(e)
-    }
-}
-
-fn adopted(mut b: RemoteBatch, meta: &BatchMeta) -> RemoteBatch {
-    b.meta = Some(meta.clone());
-    b
-}
-
-/// Processing status words. `None` for a word we do not know.
-pub fn map_status(s: &str) -> Option<RemoteStatus> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "in_progress" => RemoteStatus::InProgress,
-        "canceling" | "cancelling" => RemoteStatus::Cancelling,
-        "ended" => RemoteStatus::Completed,
-        _ => return None,
-    })
-}
-
-/// A MessageBatch object. `request_counts.total` is the sum of the five
-/// counts (only `processing` is non-zero until the batch ends); `completed`
-/// = succeeded, `failed` = errored + canceled + expired.
-pub fn parse_batch(v: &Value) -> Result<RemoteBatch, String> {
-    let id = str_field(v, "id").ok_or("the answer has no batch id")?;
-    let word = v
-        .get("processing_status")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let status = map_status(word).unwrap_or_else(|| {
-        tracing::warn!(batch_id = %id, status = word, "unknown processing_status, treated as in_progress");
-        RemoteStatus::InProgress
-    });
-    let counts = v.get("request_counts").filter(|c| c.is_object()).map(|c| {
-        let n = |k| u64_field(c, k).unwrap_or(0);
-        let (processing, succeeded) = (n("processing"), n("succeeded"));
-        let failed = n("errored") + n("canceled") + n("expired");
-        RequestCounts {
-            total: processing + succeeded + failed,
-            completed: succeeded,
-            failed,
-        }
-    });
-    Ok(RemoteBatch {
-        status,
-        output_file: str_field(v, "results_url"),
-        error_file: None,
-        errors: Vec::new(),
-        counts,
-        created_at: time_field(v, "created_at"),
-        meta: None,
-        total_tokens: None,
-        id,
-    })
-}
-
-/// `{data, has_more, first_id, last_id}`.
-pub fn parse_page(v: &Value) -> Result<BatchPage, String> {
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or("the answer has no data array")?;
-    let mut batches = Vec::with_capacity(data.len());
-    for b in data {
-        match parse_batch(b) {
-            Ok(b) => batches.push(b),
-            Err(e) => tracing::warn!(error = %e, "skipping an unreadable batch in a listing"),
-        }
-    }
-    let has_more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
-    let next_after = if has_more {
-        str_field(v, "last_id").or_else(|| batches.last().map(|b| b.id.clone()))
-    } else {
-        None
-    };
-    Ok(BatchPage {
-        batches,
-        next_after,
-    })
-}
-
-/// Append one request of the create body, `line` (a request line of the
-/// batch file, without its newline) with its custom_id tagged.
-pub fn tag_line(line: &[u8], tag: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    if let Some(rest) = line.strip_prefix(LINE_HEAD) {
-        // The template's lines: `{"custom_id":"<id>",…` with a plain id.
-        let end = memchr::memchr(b'"', rest).ok_or("unterminated custom_id")?;
-        let id = std::str::from_utf8(&rest[..end]).map_err(|_| "custom_id is not utf-8")?;
-        check_tagged(tag, id)?;
-        out.extend_from_slice(LINE_HEAD);
-        out.extend_from_slice(tag.as_bytes());
-        out.push(BATCH_TAG_SEPARATOR as u8);
-        out.extend_from_slice(rest);
-        return Ok(());
-    }
-    // Any other well-formed line (hand-written, other key order).
-    let mut v: serde_json::Map<String, Value> =
-        serde_json::from_slice(line).map_err(|e| format!("a line is not a json object: {e}"))?;
-    let id = match v.get("custom_id") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err("a line has no string custom_id".into()),
-    };
-    check_tagged(tag, &id)?;
-    v.insert(
-        "custom_id".into(),
-        Value::String(format!("{tag}{BATCH_TAG_SEPARATOR}{id}")),
-    );
-    serde_json::to_writer(&mut *out, &v).map_err(|e| e.to_string())
-}
-
-fn check_tagged(tag: &str, id: &str) -> Result<(), String> {
-    let tagged_len = tag.len() + 1 + id.len();
-    if !is_valid_custom_id(id) || tagged_len > 64 {
-        return Err(format!(
-            "custom_id {id:?} does not fit anthropic's ^[a-zA-Z0-9_-]{{1,64}}$ once tagged"
-        ));
-    }
-    Ok(())
-}
-
-const BODY_HEAD: &[u8] = br#"{"requests":["#;
-const BODY_TAIL: &[u8] = b"]}";
-const CHUNK: usize = 64 * 1024;
-
-/// Reads a batch file and yields the create body in chunks.
-struct BodyWriter {
-    reader: BufReader<tokio::fs::File>,
-    tag: String,
-    line: Vec<u8>,
-    requests: u64,
-    started: bool,
-    done: bool,
-}
-
-impl BodyWriter {
-    async fn open(path: &Path, tag: String) -> Result<Self, ApiError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| ApiError::local_io("create message batch", path, &e))?;
-        Ok(Self {
-            reader: BufReader::with_capacity(CHUNK, file),
-            tag,
-            line: Vec::new(),
-            requests: 0,
-            started: false,
-            done: false,
-        })
-    }
-
-    /// The next chunk of the body, `None` at the end.
-    async fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let mut out = Vec::with_capacity(CHUNK + 1024);
-        if !self.started {
-            self.started = true;
-            out.extend_from_slice(BODY_HEAD);
-        }
-        while out.len() < CHUNK {
-            self.line.clear();
-            let n = self.reader.read_until(b'\n', &mut self.line).await?;
-            if n == 0 {
-                out.extend_from_slice(BODY_TAIL);
-                self.done = true;
-                break;
-            }
-            let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.trim_ascii().is_empty() {
-                continue;
-            }
-            if self.requests > 0 {
-                out.push(b',');
-            }
-            self.requests += 1;
-            tag_line(line, &self.tag, &mut out).map_err(|m| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("request {}: {m}", self.requests),
-                )
-            })?;
-        }
-        Ok(Some(out))
-    }
 }
 
 #[async_trait]
@@ -564,46 +214,14 @@ impl BatchApi for AnthropicClient {
     ) -> Result<RemoteBatch, ApiError> {
         const WHAT: &str = "create message batch";
         let tag = batch_tag(meta);
-        // First pass: the exact body length (sent as content-length), the
-        // request count, and every line checked before anything is sent.
-        let mut w = BodyWriter::open(path, tag.clone()).await?;
-        let mut len: u64 = 0;
-        while let Some(chunk) = w
-            .next_chunk()
-            .await
-            .map_err(|e| ApiError::local_io(WHAT, path, &e))?
-        {
-            len += chunk.len() as u64;
-        }
-        let requests = w.requests;
-        if requests == 0 {
-            return Err(ApiError::permanent(format!(
-                "{WHAT}: {} holds no request",
-                path.display()
-            )));
-        }
-        if requests > ANTHROPIC_LIMITS.max_requests {
-            return Err(ApiError::permanent(format!(
-                "{WHAT}: {requests} requests, more than anthropic's {} per batch",
-                ANTHROPIC_LIMITS.max_requests
-            )));
-        }
-        if len > MAX_CREATE_BYTES {
-            return Err(ApiError::permanent(format!(
-                "{WHAT}: the request would be {len} bytes, more than anthropic's {MAX_CREATE_BYTES}"
-            )));
-        }
-        let writer = BodyWriter::open(path, tag.clone()).await?;
-        let stream = futures_util::stream::try_unfold(writer, |mut w| async move {
-            Ok::<_, std::io::Error>(w.next_chunk().await?.map(|c| (Bytes::from(c), w)))
-        });
+        let (body, len) = create_body(WHAT, path, &tag).await?;
         let rb = self
             .http
             .req(Method::POST, &self.batches_url)
             .timeout(http::upload_timeout(self.http.timeouts.request, len))
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(stream));
+            .body(body);
         // Never retried here: a lost answer may hide a created batch.
         let mut b = self.batch_call(WHAT, rb).await?;
         self.known().insert(b.id.clone(), Known::Tag(tag));

@@ -20,7 +20,8 @@ use serde_json::Value;
 
 use crate::http::{self, AuthStyle, DownloadTo, Downloaded, Http, RetryPolicy};
 use crate::openai::{
-    check_url, meta_from_json, meta_to_json, parse_errors, str_field, time_field, u64_field,
+    check_url, meta_from_json, meta_to_json, page_of, parse_errors, str_field, time_field,
+    u64_field,
 };
 use crate::wire::JsonLinesNormalizer;
 use crate::{
@@ -197,22 +198,7 @@ pub fn parse_jobs_page(v: &Value) -> Result<BatchPage, String> {
             v.get("has_more").and_then(Value::as_bool).unwrap_or(false),
         ),
     };
-    let mut batches = Vec::with_capacity(data.len());
-    for j in data {
-        match parse_job(j) {
-            Ok(b) => batches.push(b),
-            Err(e) => tracing::warn!(error = %e, "skipping an unreadable job in a listing"),
-        }
-    }
-    let next_after = if has_more {
-        str_field(v, "last_id").or_else(|| batches.last().map(|b| b.id.clone()))
-    } else {
-        None
-    };
-    Ok(BatchPage {
-        batches,
-        next_after,
-    })
+    Ok(page_of(v, data, has_more, parse_job))
 }
 
 #[async_trait]

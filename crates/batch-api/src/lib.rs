@@ -16,6 +16,7 @@ pub mod anthropic;
 pub mod error;
 pub mod generic;
 pub mod http;
+mod listing;
 pub mod openai;
 pub mod wire;
 
@@ -23,6 +24,7 @@ pub use anthropic::AnthropicClient;
 pub use error::{ApiError, ErrorClass};
 pub use generic::GenericClient;
 pub use http::{ApiKey, DownloadTo, Downloaded, RetryPolicy};
+pub use listing::find_by_listing;
 pub use openai::OpenAiClient;
 
 /// What we put into a provider batch so that it can be found again after a
@@ -190,33 +192,6 @@ pub trait BatchApi: Send + Sync {
     ) -> Result<Option<RemoteBatch>, ApiError> {
         let _ = requests;
         self.find(meta, not_before).await
-    }
-}
-
-/// The default [`BatchApi::find`]: page through `list` newest-first until a
-/// batch carries `meta`, or the page reached batches older than
-/// `not_before`.
-pub async fn find_by_listing<A: BatchApi + ?Sized>(
-    api: &A,
-    meta: &BatchMeta,
-    not_before: i64,
-) -> Result<Option<RemoteBatch>, ApiError> {
-    let mut after: Option<String> = None;
-    loop {
-        let page = api.list(after.as_deref(), 100).await?;
-        let mut older = false;
-        for b in page.batches {
-            if b.meta.as_ref() == Some(meta) {
-                return Ok(Some(b));
-            }
-            if b.created_at.is_some_and(|t| t < not_before) {
-                older = true;
-            }
-        }
-        match page.next_after {
-            Some(next) if !older => after = Some(next),
-            _ => return Ok(None),
-        }
     }
 }
 

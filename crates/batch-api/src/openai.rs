@@ -84,8 +84,32 @@ pub fn azure_request_path(path: &str) -> String {
 /// which takes no dated `api-version`.
 pub fn is_azure_v1_base(base: &str) -> bool {
     reqwest::Url::parse(base)
-        .map(|u| u.path().trim_end_matches('/').ends_with("/v1"))
+        .map(|u| is_azure_v1_path(u.path()))
         .unwrap_or(false)
+}
+
+/// A path of Azure's v1 API: the base (`…/openai/v1`) or an operation
+/// under it (`…/openai/v1/chat/completions`).
+fn is_azure_v1_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path.ends_with("/v1") || path.contains("/openai/v1/")
+}
+
+/// The `api-version` to send to an Azure URL (batch base or synchronous
+/// endpoint): the configured one, unless the URL carries one already, or
+/// the version is dated (such as the default `2024-10-21`) and the URL is
+/// Azure's v1 API, which takes none (`preview`/`latest` are sent there).
+pub fn azure_api_version(url: &reqwest::Url, configured: Option<&str>) -> Option<String> {
+    let version = configured.map(str::trim).filter(|v| !v.is_empty())?;
+    if url.query_pairs().any(|(k, _)| k == "api-version") {
+        return None;
+    }
+    let dated = version.starts_with(|c: char| c.is_ascii_digit());
+    if dated && is_azure_v1_path(url.path()) {
+        tracing::info!(api_version = %version, "azure v1 api: the dated api-version is not sent");
+        return None;
+    }
+    Some(version.to_owned())
 }
 
 impl OpenAiClient {
@@ -118,17 +142,9 @@ impl OpenAiClient {
         self = self.with_key_header("api-key")?.with_name("azure-openai");
         self.limits = AZURE_LIMITS;
         self.endpoint_path = azure_request_path(&self.endpoint_path);
-        let version = api_version
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        let v1 = is_azure_v1_base(&self.base);
-        self.api_version = match version {
-            Some(v) if v1 && v.starts_with(|c: char| c.is_ascii_digit()) => {
-                tracing::info!(api_version = %v, "azure v1 api: the dated api-version is not sent");
-                None
-            }
-            other => other,
-        };
+        let base = reqwest::Url::parse(&self.base)
+            .map_err(|e| ApiError::permanent(format!("invalid api endpoint: {e}")))?;
+        self.api_version = azure_api_version(&base, api_version.as_deref());
         Ok(self)
     }
 
@@ -483,27 +499,47 @@ pub fn parse_batch(v: &Value) -> Result<RemoteBatch, String> {
 
 /// `{object: "list", data, first_id, last_id, has_more}`.
 pub fn parse_page(v: &Value) -> Result<BatchPage, String> {
+    data_page(v, parse_batch)
+}
+
+/// A listing `{data, has_more, last_id, …}` of objects read by `parse`.
+pub(crate) fn data_page(
+    v: &Value,
+    parse: fn(&Value) -> Result<RemoteBatch, String>,
+) -> Result<BatchPage, String> {
     let data = v
         .get("data")
         .and_then(Value::as_array)
         .ok_or("the answer has no data array")?;
+    let has_more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+    Ok(page_of(v, data, has_more, parse))
+}
+
+/// A listing's page: its readable items (an unreadable one is skipped with
+/// a warning) and, when `has_more`, the cursor of the next page (`last_id`,
+/// else the last item's id).
+pub(crate) fn page_of(
+    v: &Value,
+    data: &[Value],
+    has_more: bool,
+    parse: fn(&Value) -> Result<RemoteBatch, String>,
+) -> BatchPage {
     let mut batches = Vec::with_capacity(data.len());
     for b in data {
-        match parse_batch(b) {
+        match parse(b) {
             Ok(b) => batches.push(b),
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable batch in a listing"),
         }
     }
-    let has_more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
     let next_after = if has_more {
-        str_field(v, "last_id").or_else(|| data.last().and_then(|b| str_field(b, "id")))
+        str_field(v, "last_id").or_else(|| batches.last().map(|b| b.id.clone()))
     } else {
         None
     };
-    Ok(BatchPage {
+    BatchPage {
         batches,
         next_after,
-    })
+    }
 }
 
 #[cfg(test)]

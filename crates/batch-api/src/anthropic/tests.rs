@@ -1,6 +1,9 @@
 use super::*;
 use crate::wire::{RequestTemplate, Task, WireFormat};
-use serde_json::json;
+use serde_json::{json, Value};
+
+use crate::wire::LINE_HEAD;
+use crate::{RemoteStatus, RequestCounts};
 
 fn meta(n: &str, attempt: u32) -> BatchMeta {
     BatchMeta {

@@ -1,3 +1,8 @@
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+
 use super::*;
 
 fn timeouts() -> ClientTimeouts {
@@ -341,4 +346,54 @@ async fn retry_loop_honours_retry_after() {
     .await;
     assert_eq!(r.unwrap_err().retry_after, Some(Duration::from_secs(3600)));
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn key_fragments_and_masked_keys_are_redacted() {
+    let key = ApiKey::new("wrong-key-456");
+    // OpenAI's 401 shows the key's ends around `***`.
+    let text = "Incorrect API key provided: wro***-456. You can find your API key at https://x.";
+    let r = key.redact(text);
+    assert_eq!(
+        r,
+        "Incorrect API key provided: [redacted]. You can find your API key at https://x."
+    );
+    // Prefixes and suffixes of at least 4 characters, in any case.
+    assert_eq!(
+        key.redact("got WRONG-k and y-456"),
+        "got [redacted] and [redacted]"
+    );
+    assert_eq!(key.redact("key wrong-key-456!"), "key [redacted]!");
+    // Shorter fragments and unrelated stars are left alone.
+    assert_eq!(key.redact("wro is -45, *** ok"), "wro is -45, *** ok");
+    // A masked key is redacted even without a known key.
+    assert_eq!(
+        redact(None, "provided: sk-ab***wxyz."),
+        "provided: [redacted]."
+    );
+    assert!(matches!(key.redact("nothing here"), Cow::Borrowed(_)));
+    // Multi-byte text around a fragment.
+    assert_eq!(key.redact("é-456é"), "é[redacted]é");
+}
+
+#[test]
+fn provider_error_text_loses_its_key_fragment() {
+    let h = Http::new(Some("wrong-key-456".into()), AuthStyle::Bearer, timeouts()).unwrap();
+    let body = br#"{"error":{"message":"Incorrect API key provided: wro***-456. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+    let e = h.error_from_parts(
+        "list batches",
+        401,
+        &HeaderMap::new(),
+        body,
+        SystemTime::now(),
+    );
+    for text in [e.message.clone(), e.to_string(), format!("{e:?}")] {
+        for fragment in ["wro", "-456", "456", "wrong"] {
+            assert!(!text.contains(fragment), "{fragment:?} in {text}");
+        }
+    }
+    assert_eq!(
+        e.message,
+        "list batches: http 401: incorrect api key provided: [redacted]. you can find your api key at https://platform.openai.com/account/api-keys."
+    );
 }
