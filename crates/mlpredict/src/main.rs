@@ -3,6 +3,7 @@
 mod emit;
 mod failpoint;
 mod files;
+mod logging;
 mod metrics_setup;
 mod provider;
 mod quickstart;
@@ -15,10 +16,9 @@ mod sync_mode;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -27,18 +27,37 @@ use clap::{Parser, Subcommand};
     version,
     about = "Stream records through provider Batch APIs, exactly once"
 )]
+#[command(after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text` (coloured only on a terminal; NO_COLOR
+    /// turns colour off) or `json` (one object per line, for log shippers).
+    /// The level is set by MLPREDICT_LOG (default `info`; e.g. `debug`,
+    /// `warn,mlpredict=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text, env = "MLPREDICT_LOG_FORMAT")]
+    log_format: logging::Format,
 }
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 done (a file pipeline: every record emitted), 1 error (the message says \
+what to do), 2 bad command line, 130 interrupted by SIGINT, 143 interrupted by SIGTERM \
+(state committed: run the same command again to resume).";
+
+/// 128 + the signal number, as shells report a process killed by it.
+const EXIT_SIGINT: u8 = 130;
+const EXIT_SIGTERM: u8 = 143;
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline described by a TOML file.
+    #[command(after_help = EXIT_CODES)]
     Run {
+        /// The pipeline's TOML file (every key: docs/CONFIG.md).
         #[arg(long, short)]
         config: PathBuf,
         /// Override a configuration key, Flink style: -D ml.batch.size=500
+        /// (repeatable; later ones win).
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         define: Vec<String>,
         /// On SIGINT/SIGTERM, also cancel the batches in flight at the
@@ -52,16 +71,21 @@ enum Command {
         until_idle: bool,
     },
     /// Show a pipeline's batches from its state database.
+    #[command(after_help = STATUS_COLUMNS)]
     Status {
+        /// The pipeline's TOML file, as given to `run`.
         #[arg(long, short)]
         config: PathBuf,
+        /// Override a configuration key, as for `run` (use the same ones,
+        /// so that the state is found where `run` keeps it).
         #[arg(short = 'D', value_name = "KEY=VALUE")]
         define: Vec<String>,
         /// Show every batch, not only the last 20 and the open ones.
         #[arg(long)]
         all: bool,
     },
-    /// Serve a mock OpenAI-compatible Batch API (and the FLIP's protocol).
+    /// Serve a mock Batch API: OpenAI-compatible, Azure OpenAI, Anthropic
+    /// Message Batches and the FLIP's protocol, plus synchronous endpoints.
     MockServer(mock_server::MockArgs),
     /// Run the bundled example end to end against an in-process mock server.
     Quickstart {
@@ -74,9 +98,19 @@ enum Command {
     },
 }
 
+const STATUS_COLUMNS: &str = "\
+Columns: id = the batch's row in the state database; batch_number = the FLIP's id \
+({pipeline}-{lane}-{first}-{end}, -rN for the N-th retry); phase = planned, uploaded, \
+submitted, finished (at the provider, results not yet emitted) or emitted; records = \
+requests in the batch; gen = 0 for a batch cut from the input, N for the N-th retry \
+batch of its records; att = provider submission attempt, from 0; age = since the batch \
+was cut; provider batch = the provider's batch id; state / failure = the provider's \
+last state, or why the batch failed.";
+
 fn main() -> std::process::ExitCode {
-    init_tracing();
-    match real_main() {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -85,19 +119,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("MLPREDICT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+/// Exit code of a run: 0 when done, 128 + the signal when it stopped
+/// because of one (resumable).
+fn run_exit_code(interrupted: bool) -> std::process::ExitCode {
+    if !interrupted {
+        return std::process::ExitCode::SUCCESS;
+    }
+    match SIGNAL.load(Ordering::SeqCst) {
+        SIGINT => std::process::ExitCode::from(EXIT_SIGINT),
+        _ => std::process::ExitCode::from(EXIT_SIGTERM),
+    }
 }
 
-fn real_main() -> anyhow::Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+fn load_config(
+    config: &std::path::Path,
+    define: &[String],
+) -> anyhow::Result<pipeline_config::PipelineConfig> {
+    pipeline_config::load(config, define).map_err(|e| match e.origin(config, define) {
+        Some(origin) => anyhow::Error::new(e).context(origin),
+        None => anyhow::Error::new(e),
+    })
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -109,8 +153,7 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
             cancel_inflight,
             until_idle,
         } => {
-            let cfg = pipeline_config::load(&config, &define)
-                .with_context(|| format!("in {}", config.display()))?;
+            let cfg = load_config(&config, &define)?;
             let file_source = matches!(cfg.source, pipeline_config::SourceConfig::File { .. });
             if cancel_inflight && !(cfg.batch.enabled && file_source) {
                 // Kafka lanes move to other instances, which resume their
@@ -120,7 +163,7 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                     if cfg.batch.enabled { "kafka source" } else { "ml.batch.enabled = false" }
                 );
             }
-            metrics_setup::install(&cfg.metrics, &rt)?;
+            metrics_setup::install(&cfg, &rt)?;
             let shutdown = shutdown_flag(&rt);
             let opts = runtime::Options {
                 cancel_inflight,
@@ -131,7 +174,7 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                 let summary =
                     sync_mode::run(&cfg, &rt, opts.shutdown.clone(), opts.progress, until_idle)?;
                 sync_mode::print_summary(&summary);
-                return Ok(std::process::ExitCode::SUCCESS);
+                return Ok(run_exit_code(summary.interrupted));
             }
             let summary = match &cfg.source {
                 pipeline_config::SourceConfig::Kafka(_) => {
@@ -143,15 +186,14 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
                 }
             };
             quickstart::print_summary(&summary);
-            Ok(std::process::ExitCode::SUCCESS)
+            Ok(run_exit_code(summary.interrupted))
         }
         Command::Status {
             config,
             define,
             all,
         } => {
-            let cfg = pipeline_config::load(&config, &define)
-                .with_context(|| format!("in {}", config.display()))?;
+            let cfg = load_config(&config, &define)?;
             status::print(&cfg, all)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -166,8 +208,13 @@ fn real_main() -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+/// The first signal received (0: none): it decides the exit code.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
 /// Set on SIGINT or SIGTERM; the pipeline stops reading, leaves its state
-/// committed and exits 0. A second signal exits at once.
+/// committed and exits 130 or 143. A second signal exits at once.
 fn shutdown_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
@@ -180,13 +227,14 @@ fn shutdown_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
             return;
         };
         for _ in 0..2 {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            let sig = tokio::select! {
+                _ = term.recv() => SIGTERM,
+                _ = int.recv() => SIGINT,
+            };
+            let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
             if f.swap(true, Ordering::SeqCst) {
                 eprintln!("second signal: exiting now; state stays resumable");
-                std::process::exit(130);
+                std::process::exit(128 + sig);
             }
         }
     });

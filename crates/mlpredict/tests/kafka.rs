@@ -97,7 +97,7 @@ async fn a_rebalance_with_batches_in_flight_resumes_them_without_resubmitting() 
         let joiner = spawn(&c, false);
         std::thread::sleep(Duration::from_millis(6000));
         sigterm(joiner.id());
-        wait_ok(joiner, "the instance that joined and left");
+        wait_sigtermed(joiner, "the instance that joined and left");
         wait_ok(a, "instance a");
         // A bounded instance ends when ITS lanes are done: a may have ended
         // before the joiner left lanes behind. Whoever runs next resumes them.
@@ -220,7 +220,7 @@ async fn sync_mode_ordered_keeps_partition_order_across_sigterm() {
         let a = spawn(&c, false);
         std::thread::sleep(Duration::from_millis(3000));
         sigterm(a.id());
-        wait_ok(a, "an instance stopped by SIGTERM");
+        wait_sigtermed(a, "an instance stopped by SIGTERM");
         wait_ok(spawn(&c, true), "the instance that resumes");
     })
     .await;

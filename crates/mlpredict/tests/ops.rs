@@ -105,6 +105,7 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
             // Scrape until two batches were emitted and the third is at the
             // mock (submitted = completed + 1), while the run goes on.
             let mut served = false;
+            let mut first_scrape = None;
             let (m, stats) = loop {
                 assert!(
                     Instant::now() < deadline,
@@ -116,6 +117,7 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
                 };
                 served = true;
                 let m = samples(&body);
+                first_scrape.get_or_insert_with(|| m.clone());
                 let completed = get(&m, "batch_jobs_completed_total");
                 let submitted = get(&m, "batch_jobs_submitted_total");
                 if completed >= 2.0 && submitted == completed + 1.0 {
@@ -125,11 +127,47 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
             };
             let out = wait_output(child, Duration::from_secs(60), "the scraped run");
             assert!(out.status.success(), "{}", stderr(&out));
-            (m, stats, out)
+            (m, stats, out, first_scrape.unwrap())
         })
         .await
     };
-    let (m, stats, out) = stats_at_scrape;
+    let (m, stats, out, first) = stats_at_scrape;
+    // Every counter is there from the first scrape on, failures at 0.
+    for key in [
+        "batch_jobs_submitted_total",
+        "batch_jobs_completed_total",
+        "batch_jobs_failed_total",
+        "batch_jobs_adopted_total",
+        "records_in_total",
+        "records_out_total{status=\"ok\"}",
+        "records_out_total{status=\"error\"}",
+        "records_dead_lettered_total",
+        "tokens_total",
+        "batches_in_flight",
+        "api_calls_total{call=\"create\"}",
+        "api_calls_total{call=\"cancel\"}",
+        "api_errors_total{call=\"create\",class=\"transient\"}",
+        "api_errors_total{call=\"poll\",class=\"ambiguous\"}",
+    ] {
+        assert!(first.contains_key(key), "{key} missing: {first:?}");
+    }
+    for key in [
+        "batch_jobs_failed_total",
+        "records_dead_lettered_total",
+        "api_errors_total{call=\"create\",class=\"transient\"}",
+    ] {
+        assert_eq!(m[key], 0.0, "{key}: {m:?}");
+    }
+    // Buckets: records per batch up to the providers' 50,000, latency from
+    // a second to the 24 h window.
+    for le in ["1", "10", "100", "1000", "10000", "50000", "+Inf"] {
+        let key = format!("batch_records_per_job_bucket{{le=\"{le}\"}}");
+        assert!(m.contains_key(&key), "{key} missing: {m:?}");
+    }
+    for le in ["1000", "60000", "3600000", "86400000", "+Inf"] {
+        let key = format!("batch_job_latency_ms_bucket{{le=\"{le}\"}}");
+        assert!(m.contains_key(&key), "{key} missing: {m:?}");
+    }
     let completed = get(&m, "batch_jobs_completed_total");
     let submitted = get(&m, "batch_jobs_submitted_total");
     // The scrape matches the run at that moment: batches created at the
@@ -161,9 +199,9 @@ async fn prometheus_endpoint_serves_the_batch_metrics_of_the_run() {
         latency_sum >= completed * in_progress.as_millis() as f64,
         "latency sum {latency_sum} ms for {completed} batches of >= {in_progress:?}"
     );
-    assert_eq!(bucket(&m, "batch_job_latency_ms", "100"), 0.0, "{m:?}");
+    assert_eq!(bucket(&m, "batch_job_latency_ms", "1000"), 0.0, "{m:?}");
     assert_eq!(
-        bucket(&m, "batch_job_latency_ms", "10000"),
+        bucket(&m, "batch_job_latency_ms", "15000"),
         completed,
         "{m:?}"
     );
@@ -231,7 +269,11 @@ async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retrie
     })
     .await;
     let err1 = stderr(&first);
-    assert!(first.status.success(), "SIGTERM should exit 0: {err1}");
+    assert_eq!(
+        first.status.code(),
+        Some(EXIT_SIGTERM),
+        "SIGTERM exits 143: {err1}"
+    );
     assert!(err1.contains("resume"), "{err1}");
     assert_eq!(
         err1.matches("cancel requested").count(),
@@ -292,4 +334,76 @@ async fn cancel_inflight_on_sigterm_cancels_at_the_provider_and_a_restart_retrie
     assert_eq!(stats.duplicate_answers, 0, "{stats:?}");
     assert!(stats.duplicate_creates.is_empty(), "{stats:?}");
     assert!(stats.batches_created > 8, "no retry batch: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_exits_130_and_a_redirected_log_has_no_colour() {
+    let server = MockServer::start(batch_mock(3000)).await.unwrap();
+    let (dir, _, _) = input_dir(200, 0);
+    let config = config(dir.path(), &server.base_url(), "");
+    let out = blocking(move || {
+        let child = spawn(&config, &[]);
+        std::thread::sleep(Duration::from_millis(800));
+        sigint(child.id());
+        wait_output(child, Duration::from_secs(20), "the SIGINTed run")
+    })
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EXIT_SIGINT), "{err}");
+    assert!(err.contains("resume"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in a redirected log: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line() {
+    let server = MockServer::start(batch_mock(50)).await.unwrap();
+    let (dir, _, _) = input_dir(60, 0);
+    let config = config(dir.path(), &server.base_url(), "");
+    let out = blocking(move || {
+        // A quiet run logs nothing at info.
+        run_cmd(&config)
+            .args(["--log-format", "json"])
+            .env("MLPREDICT_LOG", "debug")
+            .output()
+            .unwrap()
+    })
+    .await;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let mut n = 0;
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        n += 1;
+    }
+    assert!(n > 0, "no log lines");
+}
+
+#[test]
+fn exit_codes_and_config_errors_of_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let out = run(&missing, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    // An error in a -D override is blamed on the override, not the file.
+    let config = config(dir.path(), "http://127.0.0.1:9", "");
+    let out = run(&config, &["ml.batch.sizee=5"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: in -D ml.batch.sizee: unknown key `ml.batch.sizee`"),
+        "{err}"
+    );
+    // A bad command line is clap's 2.
+    let out = std::process::Command::new(bin())
+        .args(["run", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

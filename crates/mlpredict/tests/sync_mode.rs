@@ -412,7 +412,7 @@ async fn crash_between_append_and_commit_re_emits_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_commits_and_exits_0_then_resumes() {
+async fn sigterm_commits_and_exits_143_then_resumes() {
     let server = MockServer::start(mock_cfg(50)).await.unwrap();
     let (dir, texts, _) = input_dir(400, 0);
     let config = sync_config(

@@ -11,11 +11,13 @@ use serde::Deserialize;
 /// `--faults FILE` TOML file under the same name (`rate-limit-fraction = 0.1`
 /// or `rate_limit_fraction = 0.1`); a flag on the command line wins.
 #[derive(clap::Args, Debug, Clone, Default)]
+#[command(after_help = ROUTES)]
 pub struct MockArgs {
-    /// Address to bind.
+    /// Address to bind [default: 127.0.0.1].
     #[arg(long, value_name = "IP")]
     pub bind: Option<IpAddr>,
-    /// Port to bind (0 = any free port; the chosen one is printed).
+    /// Port to bind [default: 0 = any free port; the URL is printed on
+    /// stdout].
     #[arg(long)]
     pub port: Option<u16>,
     /// Require this API key (`Authorization: Bearer`, Azure `api-key`,
@@ -83,6 +85,15 @@ pub struct MockArgs {
     #[arg(long)]
     pub empty_error_file_id: bool,
 }
+
+const ROUTES: &str = "\
+Protocols served on the one port:
+  OpenAI        /v1/files, /v1/batches, /v1/chat/completions, /v1/embeddings
+  Azure OpenAI  /openai/{files,batches}?api-version=..., /openai/v1/...,
+                /openai/deployments/{name}/{chat/completions,embeddings}
+  Anthropic     /v1/messages/batches (Message Batches), /v1/messages
+  FLIP generic  /ml/api/batch_predict, /ml/api/batch/{status,results}/{id}, /ml/api/batch/jobs
+  mock stats    /mock/stats";
 
 /// The same options as read from a `--faults` TOML file.
 #[derive(Deserialize, Debug, Default)]

@@ -166,6 +166,18 @@ fn default_dlq_path(path: &Path) -> PathBuf {
     }
 }
 
+/// Files are read and written later; a directory there would fail then
+/// with an OS error that names neither the key nor the path.
+fn not_a_dir(key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
+    if path.is_dir() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{} is a directory; give a file's path", path.display()),
+        ));
+    }
+    Ok(path)
+}
+
 pub(crate) fn build(
     text: &str,
     path: Option<&Path>,
@@ -205,7 +217,7 @@ pub(crate) fn build(
     // -- source
     let source = match source_type {
         Io::File => SourceConfig::File {
-            path: ctx.path("source.path")?,
+            path: not_a_dir("source.path", ctx.path("source.path")?)?,
         },
         Io::Kafka => SourceConfig::Kafka(KafkaSource {
             topic: ctx.str("source.topic")?,
@@ -220,7 +232,7 @@ pub(crate) fn build(
     // -- sink
     let sink = match sink_type {
         Io::File => {
-            let path = ctx.path("sink.path")?;
+            let path = not_a_dir("sink.path", ctx.path("sink.path")?)?;
             if let SourceConfig::File { path: input } = &source {
                 if *input == path {
                     return Err(ConfigError::invalid(
@@ -230,7 +242,7 @@ pub(crate) fn build(
                 }
             }
             let dlq_path = match ctx.str_opt("sink.dlq.path")? {
-                Some(p) => PathBuf::from(p),
+                Some(p) => not_a_dir("sink.dlq.path", PathBuf::from(p))?,
                 None => default_dlq_path(&path),
             };
             if dlq_path == path {

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can be wrong with a configuration. Every variant about a
 /// key names it; no variant ever carries the value of a secret or of an
@@ -6,22 +6,25 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The configuration file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    /// The OS error is part of the message, not a `source()`: a chain
+    /// printer (`{:#}`) would repeat it.
+    #[error("cannot read config file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// The text is not valid TOML. `line` and `column` are 1-based
     /// (column counted in characters). `path` is the file given to
     /// [`crate::load`]; it is not part of the message (callers add it as
     /// context).
-    #[error("syntax error at line {line}, column {column}: {message}")]
+    /// `key` is the dotted key of the line, when the line has one.
+    #[error("syntax error at line {line}, column {column}{}: {message}", key_text(.key))]
     Syntax {
         path: Option<PathBuf>,
         line: usize,
         column: usize,
+        key: Option<String>,
         message: String,
     },
 
@@ -57,6 +60,12 @@ pub enum ConfigError {
     MissingEnv { key: String, var: String },
 }
 
+fn key_text(key: &Option<String>) -> String {
+    key.as_ref()
+        .map(|k| format!(" (key `{k}`)"))
+        .unwrap_or_default()
+}
+
 fn suggestion_text(suggestion: &Option<String>) -> String {
     match suggestion {
         None => String::new(),
@@ -71,15 +80,39 @@ impl ConfigError {
     /// The configuration key the error is about, if any.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ConfigError::Io { .. } | ConfigError::Syntax { .. } | ConfigError::BadOverride(_) => {
-                None
-            }
+            ConfigError::Io { .. } | ConfigError::BadOverride(_) => None,
+            ConfigError::Syntax { key, .. } => key.as_deref(),
             ConfigError::UnknownKey { key, .. }
             | ConfigError::RequiredWhen { key, .. }
             | ConfigError::NotApplicable { key, .. }
             | ConfigError::Invalid { key, .. }
             | ConfigError::MissingEnv { key, .. } => Some(key),
             ConfigError::MissingKey(key) => Some(key),
+        }
+    }
+
+    /// Where the error comes from, as context for its message: the file
+    /// (`in pipeline.toml`), or `in -D KEY` when the key it is about was
+    /// set by a `-D` override (the value is not shown: it may be a secret).
+    /// `None` when the message already says it (an unreadable file, a
+    /// malformed `-D`).
+    pub fn origin(&self, file: &Path, overrides: &[String]) -> Option<String> {
+        match self {
+            ConfigError::Io { .. } | ConfigError::BadOverride(_) => None,
+            ConfigError::Syntax { .. } => Some(format!("in {}", file.display())),
+            _ => {
+                let from_override = self.key().is_some_and(|key| {
+                    overrides
+                        .iter()
+                        .filter_map(|o| o.split_once('='))
+                        .any(|(k, _)| k.trim() == key)
+                });
+                Some(if from_override {
+                    format!("in -D {}", self.key().unwrap_or_default())
+                } else {
+                    format!("in {}", file.display())
+                })
+            }
         }
     }
 

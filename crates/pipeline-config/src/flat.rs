@@ -102,12 +102,85 @@ pub(crate) fn parse_toml(text: &str, path: Option<&Path>) -> Result<FlatMap, Con
             path: path.map(Path::to_path_buf),
             line,
             column,
-            message,
+            key: key_of_line(text, line),
+            message: clearer_message(message),
         }
     })?;
     let mut out = FlatMap::new();
     flatten("", &table, &mut out)?;
     Ok(out)
+}
+
+/// The toml crate's wording for an integer beyond 64 bits is about serde
+/// types (`invalid type: integer 1e20 as i128, expected any valid TOML
+/// value`): say what is wrong instead.
+fn clearer_message(message: String) -> String {
+    match message
+        .strip_prefix("invalid type: integer ")
+        .and_then(|rest| rest.split_once(" as i128"))
+    {
+        Some((number, _)) => format!(
+            "integer {number} is out of range (TOML integers are 64-bit, at most {})",
+            i64::MAX
+        ),
+        None => message,
+    }
+}
+
+/// The dotted key written on 1-based `line` (`[ml.batch]` above it and
+/// `size = …` on it give `ml.batch.size`), for syntax errors. Only the key
+/// is taken from the line, never its value (it may be a secret). `None`
+/// when the line does not start with a plain key.
+fn key_of_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for l in text.lines().take(line.saturating_sub(1)) {
+        if let Some(header) = table_header(l) {
+            table = header;
+        }
+    }
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    if let Some(header) = table_header(l) {
+        return Some(header);
+    }
+    let (key, _) = l.split_once('=')?;
+    let key = dotted(key)?;
+    Some(if table.is_empty() {
+        key
+    } else {
+        format!("{table}.{key}")
+    })
+}
+
+/// `[a.b]` → `a.b` (`[[a]]` arrays of tables are not keys of ours).
+fn table_header(line: &str) -> Option<String> {
+    let l = line.trim();
+    let l = l.split_once('#').map_or(l, |(before, _)| before).trim_end();
+    let inner = l.strip_prefix('[')?.strip_suffix(']')?;
+    if inner.starts_with('[') {
+        return None;
+    }
+    dotted(inner)
+}
+
+/// `a . "b" .c` → `a.b.c`, for keys of letters, digits, `_`, `-` and
+/// simple quotes; anything else is not guessed at.
+fn dotted(key: &str) -> Option<String> {
+    let parts: Option<Vec<&str>> = key
+        .split('.')
+        .map(|p| {
+            let p = p.trim();
+            let p = p
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .or_else(|| p.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')))
+                .unwrap_or(p);
+            let plain = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            plain.then_some(p)
+        })
+        .collect();
+    Some(parts?.join("."))
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut FlatMap) -> Result<(), ConfigError> {

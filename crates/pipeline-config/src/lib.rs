@@ -31,9 +31,9 @@ pub use keys::{KeyInfo, Kind, Req, Scope};
 /// resolved from the process environment. Relative paths in the file stay
 /// relative (to the working directory, not to the file).
 pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     build::build(&text, Some(path), overrides, &|name| {
         std::env::var(name).ok()

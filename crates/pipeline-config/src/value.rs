@@ -133,6 +133,10 @@ pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
         return None;
     }
     if num.contains('.') {
+        // "1.5" bytes is a mistake, not 2 bytes (or 1)
+        if mult == 1 {
+            return None;
+        }
         let f: f64 = num.parse().ok()?;
         let v = (f * mult as f64).round();
         (v.is_finite() && v >= 0.0 && v <= u64::MAX as f64).then_some(v as u64)
@@ -218,7 +222,7 @@ pub(crate) fn typed(info: &KeyInfo, r: &Resolved) -> Result<Typed, ConfigError> 
             Ok(Typed::Duration(d))
         }
         Kind::Bytes => {
-            let what = "a size such as 104857600, \"100MB\" or \"512KiB\"";
+            let what = "a size in whole bytes such as 104857600, \"100MB\" or \"1.5MiB\"";
             let n = match &r.value {
                 Scalar::Int(i) => u64::try_from(*i).ok(),
                 Scalar::Str(s) => parse_bytes(s),

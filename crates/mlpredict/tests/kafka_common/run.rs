@@ -10,7 +10,7 @@ use std::time::Duration;
 use mock_server::{MockConfig, MockServer};
 
 use super::{broker, create_topic, kafka_config, produce, read_all, read_partition, unique};
-use crate::common::{blocking, run_cmd, wait_within, MODEL};
+use crate::common::{blocking, run_cmd, wait_within, EXIT_SIGTERM, MODEL};
 
 /// A test directory, kept for inspection when MLPREDICT_KEEP_TEST_DIR is set.
 pub struct TestDir {
@@ -138,7 +138,17 @@ pub fn spawn(config: &Path, until_idle: bool) -> Instance {
 
 /// Wait for an instance to finish, at most a few minutes: a bounded run
 /// that never ends is a failure, not a hung CI.
-pub fn wait_ok(mut inst: Instance, what: &str) {
+pub fn wait_ok(inst: Instance, what: &str) {
+    wait_for_code(inst, what, 0);
+}
+
+/// Waits for an instance sent SIGTERM: it must exit 143 (interrupted,
+/// state committed) within the same few minutes.
+pub fn wait_sigtermed(inst: Instance, what: &str) {
+    wait_for_code(inst, what, EXIT_SIGTERM);
+}
+
+fn wait_for_code(mut inst: Instance, what: &str, code: i32) {
     let limit = Duration::from_secs(240);
     let Some(status) = wait_within(&mut inst.child, limit, Duration::from_millis(100)) else {
         inst.kill();
@@ -147,8 +157,9 @@ pub fn wait_ok(mut inst: Instance, what: &str) {
             inst.log_tail()
         );
     };
-    assert!(
-        status.success(),
+    assert_eq!(
+        status.code(),
+        Some(code),
         "{what} failed; its log ends with:\n{}",
         inst.log_tail()
     );

@@ -5,6 +5,7 @@ mod defaults;
 mod env;
 mod kafka;
 mod keys;
+mod messages;
 mod model;
 mod overrides;
 mod sync;
