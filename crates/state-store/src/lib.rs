@@ -146,10 +146,7 @@ impl Store {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", [key, value])
-            .map(drop)
-            .map_err(self.err())
+        set_meta(&self.conn, key, value).map_err(self.err())
     }
 
     pub fn load(&self) -> Result<Snapshot> {
@@ -333,6 +330,15 @@ impl Txn<'_> {
         set_sinks(&self.tx, sinks).map_err(self.err())
     }
 
+    /// Set `meta` entries (e.g. synchronous mode's `sync.ahead`), in the
+    /// same transaction as the watermark they depend on.
+    pub fn set_meta(&self, entries: &[(&str, &str)]) -> Result<()> {
+        entries
+            .iter()
+            .try_for_each(|(key, value)| set_meta(&self.tx, key, value))
+            .map_err(self.err())
+    }
+
     pub fn commit(self) -> Result<()> {
         let path = self.path;
         self.tx.commit().map_err(|source| StoreError::Sqlite {
@@ -390,6 +396,14 @@ fn set_watermark(
          ON CONFLICT(lane) DO UPDATE SET watermark = ?2, fingerprint = ?3",
     )?
     .execute(params![lane as i64, watermark as i64, fingerprint])
+    .map(drop)
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+    )?
+    .execute([key, value])
     .map(drop)
 }
 

@@ -133,3 +133,31 @@ fn a_txn_commits_everything_or_nothing() {
     assert_eq!(snap.sinks.get("dlq"), Some(&3));
     assert_eq!(store.all_batches().unwrap()[0].phase, Phase::Emitted);
 }
+
+#[test]
+fn watermark_sinks_and_meta_commit_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let progress = |store: &mut Store, watermark, ahead: &str, commit: bool| {
+        let tx = store.begin().unwrap();
+        tx.set_watermark(0, watermark, Some("fp")).unwrap();
+        tx.set_sinks(&[("output", watermark * 2)]).unwrap();
+        tx.set_meta(&[("sync.ahead", ahead)]).unwrap();
+        if commit {
+            tx.commit().unwrap();
+        }
+    };
+    progress(&mut store, 100, "100:120", true);
+    // Dropped before its commit: none of it is kept.
+    progress(&mut store, 200, "200:", false);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let snap = store.load().unwrap();
+    assert_eq!(snap.lanes, vec![(0, 100)]);
+    assert_eq!(snap.sinks.get("output"), Some(&200));
+    assert_eq!(
+        store.meta("sync.ahead").unwrap().as_deref(),
+        Some("100:120")
+    );
+    assert_eq!(store.lane_fingerprint(0).unwrap().as_deref(), Some("fp"));
+}

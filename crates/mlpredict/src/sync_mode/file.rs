@@ -1,6 +1,7 @@
 //! Synchronous mode over a file source and file sinks: output appended and
 //! fsynced, then the watermark, its fingerprint, the sink lengths and the
-//! `ahead` set in one SQLite transaction (see [`super::state`]).
+//! `ahead` set in one SQLite transaction (`state_store::Txn`; `ahead` is the
+//! `meta` entry [`AHEAD_KEY`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,12 +17,32 @@ use tokio::sync::{mpsc, watch};
 
 use super::client::{Done, Job};
 use super::window::{self, Emitted, Kind, Window};
-use super::{input, state, Progress, Summary, COMMIT_BYTES, COMMIT_INTERVAL, READ_BURST};
+use super::{input, Progress, Summary, COMMIT_BYTES, COMMIT_INTERVAL, READ_BURST};
 use crate::provider;
 use crate::record::Fields;
 use crate::sink::FileSink;
 
 const LANE: u32 = 0;
+
+/// `meta` key of the records emitted beyond the watermark in
+/// ALLOW_UNORDERED mode (`{watermark}:{pos},...`).
+const AHEAD_KEY: &str = "sync.ahead";
+
+/// One transaction: the watermark and its fingerprint, the sink lengths and
+/// the `ahead` set.
+fn save(
+    store: &mut Store,
+    watermark: u64,
+    fingerprint: &str,
+    sinks: &[(&str, u64)],
+    ahead: &str,
+) -> anyhow::Result<()> {
+    let tx = store.begin()?;
+    tx.set_watermark(LANE, watermark, Some(fingerprint))?;
+    tx.set_sinks(sinks)?;
+    tx.set_meta(&[(AHEAD_KEY, ahead)])?;
+    tx.commit().context("committing sync progress")
+}
 
 /// Refuse batch mode while `sync.ahead` lists records emitted beyond the
 /// watermark (batch mode would emit them again).
@@ -50,7 +71,7 @@ fn records_ahead(dir: &Path) -> anyhow::Result<usize> {
         .iter()
         .find(|(l, _)| *l == LANE)
         .map_or(0, |(_, w)| *w);
-    let Some(meta) = store.meta(state::AHEAD_KEY)? else {
+    let Some(meta) = store.meta(AHEAD_KEY)? else {
         return Ok(0);
     };
     let ahead = window::decode_ahead(&meta, watermark).map_err(anyhow::Error::msg)?;
@@ -63,7 +84,7 @@ struct Pipeline {
     output: FileSink,
     dlq: FileSink,
     prefix: input::PrefixHash,
-    committer: state::Committer,
+    store: Store,
     /// What the last commit said: (watermark, output len, dlq len, ahead).
     committed: (u64, u64, u64, String),
     last_commit: Instant,
@@ -94,12 +115,12 @@ impl Pipeline {
         }
         crate::failpoint::hit("sync-before-commit");
         let fp = self.prefix.advance_to(now.0)?;
-        self.committer.commit(
-            LANE,
+        save(
+            &mut self.store,
             now.0,
             &fp,
             &[("output", now.1), ("dlq", now.2)],
-            &[(state::AHEAD_KEY, &now.3)],
+            &now.3,
         )?;
         self.committed = now;
         Ok(())
@@ -166,7 +187,7 @@ pub async fn drive(
             );
         }
     }
-    let mut restored = match store.meta(state::AHEAD_KEY)? {
+    let mut restored = match store.meta(AHEAD_KEY)? {
         Some(v) => match window::decode_ahead(&v, watermark).map_err(anyhow::Error::msg)? {
             Some(set) => set,
             None => {
@@ -178,8 +199,6 @@ pub async fn drive(
     };
     let output = FileSink::open(out_path, snap.sinks.get("output").copied())?;
     let dlq = FileSink::open(dlq_path, snap.sinks.get("dlq").copied())?;
-    let committer = state::Committer::open(store.path())?;
-    drop(store);
     if watermark > 0 || !restored.is_empty() {
         tracing::info!(
             watermark,
@@ -200,7 +219,7 @@ pub async fn drive(
         output,
         dlq,
         prefix,
-        committer,
+        store,
         committed: (u64::MAX, 0, 0, String::new()),
         last_commit: Instant::now(),
     };
@@ -209,12 +228,12 @@ pub async fn drive(
         let ahead = window::encode_ahead(watermark, &restored);
         let fp = p.prefix.advance_to(watermark)?;
         let (o, d) = (p.output.len(), p.dlq.len());
-        p.committer.commit(
-            LANE,
+        save(
+            &mut p.store,
             watermark,
             &fp,
             &[("output", o), ("dlq", d)],
-            &[(state::AHEAD_KEY, &ahead)],
+            &ahead,
         )?;
         p.committed = (watermark, o, d, ahead);
     }
@@ -358,12 +377,9 @@ mod tests {
     fn records_ahead_count_only_at_their_watermark() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(records_ahead(dir.path()).unwrap(), 0, "no state yet");
-        let store = Store::open(dir.path()).unwrap();
-        let mut c = state::Committer::open(store.path()).unwrap();
-        let mut commit = |watermark, ahead: &str| {
-            c.commit(LANE, watermark, "fp", &[], &[(state::AHEAD_KEY, ahead)])
-                .unwrap()
-        };
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut commit =
+            |watermark, ahead: &str| save(&mut store, watermark, "fp", &[], ahead).unwrap();
         commit(100, "100:120,130");
         assert_eq!(records_ahead(dir.path()).unwrap(), 2);
         commit(150, "150:");

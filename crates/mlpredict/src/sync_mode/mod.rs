@@ -21,7 +21,6 @@ mod client;
 mod file;
 mod input;
 mod kafka;
-mod state;
 mod window;
 
 use std::sync::atomic::AtomicBool;
