@@ -63,9 +63,20 @@ impl Http {
         style: AuthStyle,
         timeouts: ClientTimeouts,
     ) -> Result<Self, ApiError> {
+        Self::with_client(api_key, style, timeouts, |b| b)
+    }
+
+    /// [`new`](Self::new), with more settings of the `reqwest` client
+    /// (the synchronous client's connection pool).
+    pub(crate) fn with_client(
+        api_key: Option<String>,
+        style: AuthStyle,
+        timeouts: ClientTimeouts,
+        configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, ApiError> {
         let key = api_key.filter(|k| !k.is_empty()).map(ApiKey::new);
         let auth = key.as_ref().map(|k| auth_header(k, style)).transpose()?;
-        let client = reqwest::Client::builder()
+        let client = configure(reqwest::Client::builder())
             .connect_timeout(timeouts.connect)
             // An idle read longer than the request timeout fails the call;
             // small calls also get a total timeout per request (`req`),

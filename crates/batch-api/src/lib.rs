@@ -18,6 +18,7 @@ pub mod generic;
 pub mod http;
 mod listing;
 pub mod openai;
+pub mod sync;
 pub mod wire;
 
 pub use anthropic::AnthropicClient;

@@ -112,19 +112,8 @@ impl<'de> de::Deserialize<'de> for KeyName<'de> {
     }
 }
 
-/// Append `{...record minus its closing brace...}` for an output line: the
-/// record's bytes are copied, never re-serialized. Returns false if the line
-/// is not an object (callers only pass usable records).
-pub fn write_record_open(out: &mut Vec<u8>, line: &[u8]) -> bool {
-    let trimmed = line.trim_ascii();
-    match trimmed.strip_suffix(b"}") {
-        Some(body) => {
-            out.extend_from_slice(body.trim_ascii_end());
-            true
-        }
-        None => false,
-    }
-}
+/// Shared with the synchronous client, which writes the same output lines.
+pub use batch_api::sync::write_record_open;
 
 #[cfg(test)]
 mod tests {

@@ -282,6 +282,11 @@ async fn refused_credentials_stop_the_pipeline_without_printing_the_key() {
     let err = stderr(&out);
     assert!(err.contains("check model.api-key"), "{err}");
     assert!(!err.contains("sk-test-secret-key"), "{err}");
+    // The mock echoes the key's ends as OpenAI does (`sk-***-key`).
+    assert!(
+        err.contains("[redacted]") && !err.contains("sk-***"),
+        "{err}"
+    );
     assert!(lines(&dir.path().join("output.jsonl")).is_empty());
 }
 

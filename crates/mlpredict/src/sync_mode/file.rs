@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use batch_api::sync::{Done, Job};
 use bytes::Bytes;
 use pipeline_config::{OutputMode, PipelineConfig, SinkConfig, SourceConfig};
 use state_store::Store;
 use tokio::sync::{mpsc, watch};
 
-use super::client::{Done, Job};
 use super::window::{self, Emitted, Kind, Window};
 use super::{input, Progress, Summary, COMMIT_BYTES, COMMIT_INTERVAL, READ_BURST};
 use crate::provider;

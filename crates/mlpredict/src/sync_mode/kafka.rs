@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use batch_api::sync::{Client, Done, Job};
 use batch_api::wire::RequestTemplate;
 use bytes::Bytes;
 use kafka_io::{CommitError, KafkaIo, LaneRecord, StateRecord, Txn};
@@ -26,7 +27,6 @@ use pipeline_config::{OutputMode, PipelineConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use super::client::{Client, Done, Job};
 use super::window::{self, Kind, Sink, Window};
 use super::{Progress, Summary, COMMIT_BYTES, COMMIT_INTERVAL, READ_BURST};
 use crate::provider;

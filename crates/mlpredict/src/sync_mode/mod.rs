@@ -17,7 +17,6 @@
 //! - Kafka sources ([`kafka`]): one Kafka transaction holds the output and
 //!   dead-letter records, the lanes' sync state and the consumed offsets.
 
-mod client;
 mod file;
 mod input;
 mod kafka;
@@ -28,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use batch_api::sync::{Answer, Auth, Client, Settings};
+use batch_api::wire::{Task, WireFormat};
 use pipeline_config::{OutputMode, PipelineConfig, Provider, SourceConfig};
 use tokio::sync::watch;
 
-use batch_api::wire::{Task, WireFormat};
-use client::{Answer, Client, Settings};
 pub use window::decode_ahead;
 
 /// Group commit: at most this long between an answer and its commit.
@@ -129,13 +128,13 @@ fn client(cfg: &PipelineConfig, format: WireFormat, task: Task) -> anyhow::Resul
         endpoint: &cfg.model.endpoint,
         api_key: cfg.model.api_key.as_ref().map(|k| k.expose()),
         auth: match cfg.model.provider {
-            Provider::AzureOpenAi => client::Auth::Azure {
+            Provider::AzureOpenAi => Auth::Azure {
                 api_version: cfg.model.api_version.as_deref(),
             },
-            Provider::Anthropic => client::Auth::Anthropic {
+            Provider::Anthropic => Auth::Anthropic {
                 version: &cfg.model.anthropic_version,
             },
-            Provider::OpenAi | Provider::Generic => client::Auth::Bearer,
+            Provider::OpenAi | Provider::Generic => Auth::Bearer,
         },
         pipeline: &cfg.name,
         output_field: &cfg.model.output,

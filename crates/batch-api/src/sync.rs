@@ -6,28 +6,33 @@
 //! Other 4xx are answered at once with an error record; 401/403 stop the
 //! pipeline (nothing would work until the key is fixed), like batch mode.
 //!
-//! The response is read with batch mode's borrowed result-line parser: the
-//! body is wrapped as a batch result line (`{"custom_id","response":
-//! {"status_code","body"}}`), so a prediction is exactly what batch mode
-//! would emit for the same answer (`choices[0].message.content`,
-//! `data[0].embedding`, refusals, error envelopes), copied as raw JSON.
+//! The response is read with batch mode's borrowed result-line parser
+//! ([`answer`]), so a prediction is exactly what batch mode would emit for
+//! the same answer.
+//!
+//! Auth headers, key redaction, `retry-after` and Azure's `api-version` rule
+//! are the batch clients' own ([`crate::http`], [`crate::openai`]): a
+//! provider's error text never shows the key, not even the fragment it
+//! echoes (`wro***-456`).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
-use batch_api::http::parse_retry_after;
-use batch_api::wire::{
-    is_retriable_http_status, parse_result_line, Outcome, Task, WireFormat, UNEXPECTED_RESPONSE,
-};
 use bytes::Bytes;
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Method;
 use tokio::sync::watch;
 
-use crate::record::write_record_open;
+use crate::http::{parse_retry_after, AuthStyle, Http};
+use crate::openai::azure_api_version;
+use crate::wire::{is_retriable_http_status, Outcome, Task, WireFormat};
+use crate::{ApiError, ClientTimeouts};
+
+mod answer;
+
+pub use answer::write_record_open;
 
 /// Longest `retry-after` honoured as given.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -59,11 +64,10 @@ pub struct Settings<'a> {
 }
 
 pub struct Client {
-    http: reqwest::Client,
-    url: reqwest::Url,
+    http: Http,
+    url: String,
     task: Task,
     format: WireFormat,
-    timeout: Duration,
     max_retries: u32,
     pipeline: String,
     /// `,"prediction":`
@@ -120,58 +124,46 @@ enum Attempt {
 }
 
 impl Client {
-    pub fn new(s: &Settings<'_>) -> anyhow::Result<Self> {
-        let mut url = reqwest::Url::parse(s.endpoint)
-            .with_context(|| format!("model.endpoint {} is not a URL", s.endpoint))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        match s.auth {
-            Auth::Azure {
-                api_version: Some(version),
-            } => {
-                let v1 = url.path().contains("/openai/v1/");
-                let dated = version.starts_with(|c: char| c.is_ascii_digit());
-                let given = url.query_pairs().any(|(k, _)| k == "api-version");
-                let skip = given || (v1 && dated);
-                if !skip {
-                    url.query_pairs_mut().append_pair("api-version", version);
+    /// Errors name the `model.*` setting at fault, never show the key.
+    pub fn new(s: &Settings<'_>) -> Result<Self, ApiError> {
+        let mut url = reqwest::Url::parse(s.endpoint).map_err(|e| {
+            ApiError::permanent(format!("model.endpoint {} is not a url: {e}", s.endpoint))
+        })?;
+        let style = match s.auth {
+            Auth::Azure { api_version } => {
+                if let Some(v) = azure_api_version(&url, api_version) {
+                    url.query_pairs_mut().append_pair("api-version", &v);
                 }
+                AuthStyle::Header("api-key")
             }
-            Auth::Anthropic { version } => {
-                let v = HeaderValue::from_str(version)
-                    .context("model.anthropic-version is not a valid HTTP header value")?;
-                headers.insert(HeaderName::from_static("anthropic-version"), v);
-            }
-            Auth::Azure { api_version: None } | Auth::Bearer => {}
-        }
-        if let Some(key) = s.api_key {
-            let (name, value) = match s.auth {
-                Auth::Azure { .. } => (HeaderName::from_static("api-key"), key.to_owned()),
-                Auth::Anthropic { .. } => (HeaderName::from_static("x-api-key"), key.to_owned()),
-                Auth::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
-            };
-            // The error must not show the key.
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| anyhow::anyhow!("model.api-key is not a valid HTTP header value"))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .pool_max_idle_per_host(s.max_concurrent)
-            .tcp_nodelay(true)
-            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
-            .build()
-            .context("cannot build the HTTP client")?;
+            Auth::Anthropic { .. } => AuthStyle::Header("x-api-key"),
+            Auth::Bearer => AuthStyle::Bearer,
+        };
+        let timeouts = ClientTimeouts {
+            connect: s.timeout.min(Duration::from_secs(10)),
+            request: s.timeout,
+        };
+        let max_concurrent = s.max_concurrent;
+        let http = Http::with_client(s.api_key.map(str::to_owned), style, timeouts, |b| {
+            b.pool_max_idle_per_host(max_concurrent).tcp_nodelay(true)
+        })
+        .map_err(|e| ApiError::permanent(format!("model.api-key: {e}")))?
+        .with_header("content-type", "application/json")?;
+        let http = match s.auth {
+            Auth::Anthropic { version } => http
+                .with_header("anthropic-version", version)
+                .map_err(|e| ApiError::permanent(format!("model.anthropic-version: {e}")))?,
+            _ => http,
+        };
         let mut prediction_key = b",".to_vec();
-        serde_json::to_writer(&mut prediction_key, s.output_field)?;
+        serde_json::to_writer(&mut prediction_key, s.output_field)
+            .map_err(|e| ApiError::permanent(format!("model.output: {e}")))?;
         prediction_key.push(b':');
         Ok(Self {
             http,
-            url,
+            url: url.into(),
             task: s.task,
             format: s.format,
-            timeout: s.timeout,
             max_retries: s.max_retries,
             pipeline: s.pipeline.to_owned(),
             prediction_key,
@@ -225,6 +217,7 @@ impl Client {
                     }
                     Outcome::Ok { .. } => (format!("http_{status}"), String::new()),
                 };
+                let (code, message) = (self.http.redact(&code), self.http.redact(&message));
                 return done(job.key.take(), Answer::Fatal(format!(
                     "the provider refused our credentials (http {status}, {code}: {message}); check model.api-key"
                 )));
@@ -287,9 +280,8 @@ impl Client {
         metrics::counter!("api_calls_total", "call" => "predict").increment(1);
         let sent = self
             .http
-            .post(self.url.clone())
+            .req(Method::POST, &self.url)
             .header("x-client-request-id", request_id)
-            .timeout(self.timeout)
             .body(body)
             .send()
             .await;
@@ -338,120 +330,6 @@ impl Client {
         if gate.is_none_or(|g| g < until) {
             *gate = Some(until);
         }
-    }
-
-    /// Read a response the way batch mode reads a result line.
-    fn outcome<'a>(&self, status: u16, body: &[u8], scratch: &'a mut Vec<u8>) -> Outcome<'a> {
-        let trimmed = body.trim_ascii();
-        scratch.clear();
-        let wrapped = match self.format {
-            WireFormat::OpenAi if !trimmed.is_empty() => {
-                scratch.extend_from_slice(br#"{"custom_id":"s","response":{"status_code":"#);
-                scratch.extend_from_slice(status.to_string().as_bytes());
-                scratch.extend_from_slice(br#","body":"#);
-                scratch.extend_from_slice(trimmed);
-                scratch.extend_from_slice(b"}}");
-                true
-            }
-            // A Messages API answer or error envelope, as the result of a
-            // Message Batches line.
-            WireFormat::Anthropic if !trimmed.is_empty() => {
-                let ok = (200..300).contains(&status);
-                scratch.extend_from_slice(br#"{"custom_id":"s","result":{"type":"#);
-                scratch.extend_from_slice(if ok {
-                    br#""succeeded","message":"#
-                } else {
-                    br#""errored","error":"#
-                });
-                scratch.extend_from_slice(trimmed);
-                scratch.extend_from_slice(b"}}");
-                true
-            }
-            // The FLIP's protocol answers `{"output": ...}` or `{"error": ...}`:
-            // a result line without its custom_id.
-            WireFormat::Generic if (200..300).contains(&status) && trimmed.starts_with(b"{") => {
-                scratch.extend_from_slice(br#"{"custom_id":"s""#);
-                let rest = trimmed[1..].trim_ascii_start();
-                if !rest.starts_with(b"}") {
-                    scratch.push(b',');
-                }
-                scratch.extend_from_slice(rest);
-                true
-            }
-            _ => false,
-        };
-        if wrapped {
-            let parsed = parse_result_line(self.format, self.task, scratch).ok();
-            if let Some(line) = parsed {
-                return line.outcome;
-            }
-        }
-        // Not JSON (a proxy's HTML page, a bare text error).
-        if (200..300).contains(&status) {
-            return Outcome::Failed {
-                code: Cow::Borrowed(UNEXPECTED_RESPONSE),
-                message: Cow::Borrowed("the response body is not the expected json"),
-                retriable: false,
-            };
-        }
-        let text = String::from_utf8_lossy(trimmed);
-        let text: String = text.chars().take(300).collect();
-        Outcome::Failed {
-            code: Cow::Owned(format!("http_{status}")),
-            message: Cow::Owned(if text.is_empty() {
-                format!("http status {status}")
-            } else {
-                text
-            }),
-            retriable: is_retriable_http_status(status),
-        }
-    }
-
-    /// The output record: the input object unchanged, the prediction and
-    /// `ml_predict`, in the same shape as batch mode's.
-    fn output_line(
-        &self,
-        record: &[u8],
-        lane: u32,
-        pos: u64,
-        retries: u32,
-        outcome: &Outcome<'_>,
-    ) -> (Vec<u8>, bool, u64) {
-        let pred_len = match outcome {
-            Outcome::Ok { prediction, .. } => prediction.get().len(),
-            Outcome::Failed { .. } => 4,
-        };
-        let mut out = Vec::with_capacity(record.len() + pred_len + 200);
-        let is_object = write_record_open(&mut out, record);
-        debug_assert!(is_object, "usable records are objects");
-        out.extend_from_slice(&self.prediction_key);
-        let (ok, tokens) = match outcome {
-            Outcome::Ok {
-                prediction,
-                total_tokens,
-            } => {
-                out.extend_from_slice(prediction.get().as_bytes());
-                (true, total_tokens.unwrap_or(0))
-            }
-            Outcome::Failed { .. } => {
-                out.extend_from_slice(b"null");
-                (false, 0)
-            }
-        };
-        out.extend_from_slice(br#","ml_predict":{"batch_number":null,"batch_id":null,"retries":"#);
-        out.extend_from_slice(format!("{retries},\"custom_id\":\"{lane}-{pos}\"").as_bytes());
-        match outcome {
-            Outcome::Ok { .. } => out.extend_from_slice(br#","status":"ok","error":null}}"#),
-            Outcome::Failed { code, message, .. } => {
-                out.extend_from_slice(br#","status":"error","error":{"code":"#);
-                let _ = serde_json::to_writer(&mut out, code.as_ref());
-                out.extend_from_slice(br#","message":"#);
-                let _ = serde_json::to_writer(&mut out, message.as_ref());
-                out.extend_from_slice(b"}}}");
-            }
-        }
-        out.push(b'\n');
-        (out, ok, tokens)
     }
 }
 

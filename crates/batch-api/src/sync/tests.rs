@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::UNEXPECTED_RESPONSE;
 
 fn client(task: Task, format: WireFormat) -> Client {
     Client::new(&Settings {
@@ -126,4 +127,75 @@ fn azure_api_version_only_where_it_belongs() {
 fn backoff_grows_and_caps() {
     assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
     assert!(backoff(30) <= BACKOFF_CAP);
+}
+
+#[test]
+fn error_lines_do_not_show_the_key() {
+    // A provider that echoes the key in a per-record error (client key:
+    // "sk-secret").
+    let c = client(Task::Chat, WireFormat::OpenAi);
+    let v: serde_json::Value = serde_json::from_str(&line(
+        &c,
+        400,
+        r#"{"error":{"message":"key sk-***cret (SK-SECRET) may not do that","type":"invalid_request_error","code":"forbidden"}}"#,
+    ))
+    .unwrap();
+    let message = v["ml_predict"]["error"]["message"].as_str().unwrap();
+    assert_eq!(message, "key [redacted] ([redacted]) may not do that");
+}
+
+/// The mock answers a wrong key as OpenAI does, echoing its ends
+/// (`Incorrect API key provided: wro***-456.`): the fatal answer, which is
+/// logged and printed, shows no fragment of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_key_fragment_is_not_printed() {
+    const KEY: &str = "wrong-key-456";
+    let server = mock_server::MockServer::start(mock_server::MockConfig {
+        port: 0,
+        api_key: Some("sk-the-right-one".into()),
+        ..mock_server::MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let endpoint = format!("{}/v1/chat/completions", server.base_url());
+    let c = Arc::new(
+        Client::new(&Settings {
+            endpoint: &endpoint,
+            api_key: Some(KEY),
+            auth: Auth::Bearer,
+            pipeline: "p",
+            output_field: "prediction",
+            task: Task::Chat,
+            format: WireFormat::OpenAi,
+            timeout: Duration::from_secs(5),
+            max_retries: 0,
+            max_concurrent: 1,
+        })
+        .unwrap(),
+    );
+    let job = Job {
+        seq: 0,
+        lane: 0,
+        pos: 0,
+        key: None,
+        record: br#"{"text":"hi"}"#.to_vec(),
+        body: Bytes::from_static(
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    };
+    let (_stop_tx, stop) = watch::channel(false);
+    let done = c.call(job, stop).await;
+    let Answer::Fatal(text) = done.answer else {
+        panic!("a refused key must stop the pipeline");
+    };
+    assert!(text.contains("check model.api-key"), "{text}");
+    assert!(
+        text.contains("[redacted]"),
+        "the mock echoes the key: {text}"
+    );
+    for n in 3..=KEY.len() {
+        for fragment in [&KEY[..n], &KEY[KEY.len() - n..]] {
+            assert!(!text.contains(fragment), "{fragment:?} in {text}");
+        }
+    }
 }
