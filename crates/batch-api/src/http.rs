@@ -1,9 +1,9 @@
 //! The shared HTTP layer: one `reqwest::Client` per provider client, auth
-//! headers marked sensitive ([`auth`]), error classification (PROVIDERS.md
-//! §4, [`errors`]), `retry-after-ms` / `retry-after` / `x-should-retry`,
+//! headers marked sensitive (`auth`), error classification (PROVIDERS.md
+//! §4, `errors`), `retry-after-ms` / `retry-after` / `x-should-retry`,
 //! API key redaction, retries of idempotent calls with exponential backoff
-//! and full jitter ([`retry`]), and streaming downloads to disk
-//! ([`download`]).
+//! and full jitter (`retry`), and streaming downloads to disk
+//! (`download`).
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -7,7 +7,7 @@
 //! pipeline (nothing would work until the key is fixed), like batch mode.
 //!
 //! The response is read with batch mode's borrowed result-line parser
-//! ([`answer`]), so a prediction is exactly what batch mode would emit for
+//! (`answer`), so a prediction is exactly what batch mode would emit for
 //! the same answer.
 //!
 //! Auth headers, key redaction, `retry-after` and Azure's `api-version` rule

@@ -28,12 +28,12 @@ impl ApiKey {
         &self.0
     }
 
-    /// Remove the key from `text` (see [`redact`]), then lowercase it.
+    /// Remove the key from `text` (see `redact`), then lowercase it.
     pub fn scrub(&self, text: &str) -> String {
         scrub(Some(self), text)
     }
 
-    /// Remove the key from `text` (see [`redact`]), keeping its case.
+    /// Remove the key from `text` (see `redact`), keeping its case.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         redact(Some(self), text)
     }
