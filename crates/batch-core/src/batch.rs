@@ -123,6 +123,38 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// The batch that retries this one's members listed in `retry`
+    /// (their requests failed retriably): the next generation, a first
+    /// attempt, its own id and number.
+    pub fn retry_of(
+        &self,
+        retry: &[Position],
+        id: u64,
+        number: String,
+        now: Millis,
+    ) -> Option<Batch> {
+        (!retry.is_empty()).then(|| Batch {
+            id,
+            number,
+            records: retry.len() as u32,
+            members: Some(retry.to_vec()),
+            generation: self.generation + 1,
+            attempt: 0,
+            phase: Phase::Planned,
+            planned_at: now,
+            submitted_at: None,
+            file_id: None,
+            remote_id: None,
+            remote_state: None,
+            output_file: None,
+            error_file: None,
+            failure: None,
+            ..self.clone()
+        })
+    }
+}
+
 /// What a single result line says about its request (from the wire parser).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultClass {

@@ -1,18 +1,17 @@
 //! `mlpredict`: ML_PREDICT with a batch mode, as a stream processor.
 
-mod emit;
-mod failpoint;
-mod files;
 mod logging;
 mod metrics_setup;
-mod provider;
 mod quickstart;
-mod record;
 mod runtime;
-mod sink;
-mod source;
 mod status;
 mod sync_mode;
+
+// Shared with the one driver (crates/runtime), used by synchronous mode.
+use ::runtime::ledger::sink;
+#[cfg(test)]
+use ::runtime::ledger::source;
+use ::runtime::{failpoint, provider, record};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -159,8 +159,8 @@ pub fn print_summary(s: &Summary) {
         s.api_calls,
         s.api_errors,
         s.tokens,
-        s.output.display(),
-        s.dlq.display(),
+        s.output,
+        s.dlq,
     );
     if s.interrupted {
         println!("  interrupted: run the same command again to resume");

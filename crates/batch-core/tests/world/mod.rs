@@ -478,27 +478,8 @@ impl World {
         let mut done = batch.clone();
         done.phase = Phase::Emitted;
         self.durable.batches.insert(done.id, done);
-        if retry.is_empty() {
-            return None;
-        }
-        let retry_batch = Batch {
-            id: retry_id,
-            number: retry_number,
-            records: retry.len() as u32,
-            members: Some(retry),
-            generation: batch.generation + 1,
-            attempt: 0,
-            phase: Phase::Planned,
-            planned_at: self.now,
-            submitted_at: None,
-            file_id: None,
-            remote_id: None,
-            remote_state: None,
-            output_file: None,
-            error_file: None,
-            failure: None,
-            ..batch.clone()
-        };
+        // The retry batch the real shells build (one rule, in the core).
+        let retry_batch = batch.retry_of(&retry, retry_id, retry_number, self.now)?;
         assert!(
             !self.durable.batches.contains_key(&retry_id),
             "retry id {retry_id} reused"

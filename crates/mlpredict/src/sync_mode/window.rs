@@ -195,41 +195,7 @@ impl<T> Window<T> {
     }
 }
 
-pub fn encode_ahead(watermark: u64, ahead: &BTreeSet<u64>) -> String {
-    use std::fmt::Write;
-    let mut s = format!("{watermark}:");
-    for (i, p) in ahead.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{p}");
-    }
-    s
-}
-
-/// Read a stored `ahead` set. It is only valid with the watermark it was
-/// committed with: `Ok(None)` when the watermark moved since (another mode
-/// ran the pipeline) and the set no longer applies.
-pub fn decode_ahead(meta: &str, watermark: u64) -> Result<Option<BTreeSet<u64>>, String> {
-    let bad = || format!("malformed sync.ahead value {meta:?} in the state database");
-    let (w, list) = meta.split_once(':').ok_or_else(bad)?;
-    let w: u64 = w.parse().map_err(|_| bad())?;
-    if w != watermark {
-        return Ok(None);
-    }
-    if list.is_empty() {
-        return Ok(Some(BTreeSet::new()));
-    }
-    let set = list
-        .split(',')
-        .map(|p| p.parse::<u64>())
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(|_| bad())?;
-    if set.iter().any(|&p| p < watermark) {
-        return Err(bad());
-    }
-    Ok(Some(set))
-}
+pub use runtime::ahead::{decode as decode_ahead, encode as encode_ahead};
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ pub fn write_frame(
 }
 
 /// Visit every frame of a records file; `Ok(false)` if it does not exist.
-pub fn visit(path: &Path, f: &mut dyn FnMut(u64, Option<&[u8]>, &[u8])) -> anyhow::Result<bool> {
+pub fn visit(path: &Path, f: &mut crate::ledger::VisitRecord<'_>) -> anyhow::Result<bool> {
     let buf = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

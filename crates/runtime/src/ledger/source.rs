@@ -130,17 +130,17 @@ pub fn trim_eol(line: &[u8]) -> &[u8] {
 }
 
 /// A batch's records, read again from the input file.
-pub struct FileRecords<'a>(pub &'a File);
+pub struct FileRecords(pub File);
 
-impl crate::emit::BatchRecords for FileRecords<'_> {
+impl crate::ledger::BatchRecords for FileRecords {
     fn visit(
         &mut self,
         batch: &batch_core::Batch,
-        f: &mut dyn FnMut(u64, Option<&[u8]>, &[u8]),
+        f: &mut crate::ledger::VisitRecord<'_>,
     ) -> anyhow::Result<()> {
         match &batch.members {
             None => {
-                let range = read_range(self.0, batch.first, batch.end)?;
+                let range = read_range(&self.0, batch.first, batch.end)?;
                 for (pos, line) in lines(&range, batch.first) {
                     if !line.trim_ascii().is_empty() {
                         f(pos, None, line);
@@ -150,7 +150,7 @@ impl crate::emit::BatchRecords for FileRecords<'_> {
             Some(members) => {
                 let mut line = Vec::new();
                 for &pos in members {
-                    read_line_at(self.0, pos, &mut line)?;
+                    read_line_at(&self.0, pos, &mut line)?;
                     f(pos, None, &line);
                 }
             }

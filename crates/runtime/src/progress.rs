@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::Summary;
+use crate::Summary;
 
 pub struct Progress {
     bar: Option<ProgressBar>,

@@ -75,6 +75,7 @@ impl LocalDir {
     pub fn remove_batch(&self, id: u64) {
         for p in [
             self.requests(id),
+            self.records(id),
             self.results(id, "output"),
             self.results(id, "errors"),
         ] {

@@ -55,6 +55,10 @@ impl FileSink {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         // Positioned writes: the file offset never drifts from `len`.

@@ -272,6 +272,15 @@ impl Caller {
         });
     }
 
+    /// Cancel a provider batch and wait for the answer (at shutdown).
+    pub fn cancel_now(&self, remote_id: &str) -> Result<(), ApiError> {
+        let api = self.api.clone();
+        let remote_id = remote_id.to_owned();
+        self.rt
+            .block_on(async move { api.cancel(&remote_id).await })
+            .map(drop)
+    }
+
     /// Delete provider files of an emitted batch (best effort).
     pub fn delete_files(&self, files: Vec<String>) {
         if files.is_empty() {

@@ -13,6 +13,7 @@ use batch_api::wire::{
 };
 use batch_core::{parse_custom_id, Batch, Disposition, Position, ResultClass};
 
+use crate::ledger::BatchRecords;
 use crate::record::{write_record_open, Fields};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,19 +44,6 @@ impl OutputShape {
     }
 }
 
-/// Reads a batch's records again from its source, by position: the file
-/// (byte range or offsets) or the Kafka partition (offset range).
-pub trait BatchRecords {
-    /// Visit `(position, key, value)` of every record in the batch's range
-    /// (or of its members, for a retry batch), in order. Blank lines are
-    /// skipped; unusable records are visited (callers skip them).
-    fn visit(
-        &mut self,
-        batch: &Batch,
-        f: &mut dyn FnMut(Position, Option<&[u8]>, &[u8]),
-    ) -> anyhow::Result<()>;
-}
-
 pub struct JoinInput<'a> {
     pub batch: &'a Batch,
     pub final_generation: bool,
@@ -71,11 +59,14 @@ enum Fate<'r> {
     Error { code: &'r str, message: &'r str },
 }
 
+/// Called with `(key, output line)` of each emitted record.
+pub type EmitLine<'a> = dyn FnMut(Option<&[u8]>, &[u8]) + 'a;
+
 /// Join and hand each output line (with the record's key, if any) to `emit`.
 pub fn join<'a>(
     input: &JoinInput<'a>,
     records: &mut dyn BatchRecords,
-    emit: &mut dyn FnMut(Option<&[u8]>, &[u8]),
+    emit: &mut EmitLine<'_>,
 ) -> anyhow::Result<Joined> {
     let batch = input.batch;
     let mut counts = Counts::default();

@@ -9,8 +9,8 @@ use anyhow::bail;
 use batch_api::wire::RequestTemplate;
 use batch_core::{write_custom_id, Batch};
 
-use crate::emit::BatchRecords;
-use crate::files::LocalDir;
+use super::local::LocalDir;
+use crate::ledger::BatchRecords;
 use crate::record::Fields;
 
 pub fn ensure_requests(

@@ -1,0 +1,590 @@
+//! The batch operator: `batch-core`'s state machine with what turns its
+//! actions into turn contents and provider calls. Request lines are
+//! written as records arrive ([`spool`]), results joined with the records
+//! read again by position ([`emit`]), and every call waits for the commit
+//! of the turn it depends on.
+
+pub mod calls;
+pub mod emit;
+pub mod local;
+mod record_file;
+pub mod requests;
+pub mod spool;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::bail;
+use batch_api::wire::{RequestTemplate, Task, WireFormat};
+use batch_core::{
+    seq_of, write_custom_id, Action, Batch, Core, CoreConfig, Event, LaneId, LaneStart, Millis,
+    Phase, Plan, RemoteState,
+};
+
+use crate::ledger::{write_dead_letter, BatchRecords, LaneState, Record};
+use crate::operator::Operator;
+use crate::record::{Fields, Unusable};
+use crate::{LaneMark, Lines, Summary, Turn};
+use calls::{Caller, Msg};
+use emit::{JoinInput, OutputShape};
+use spool::Spool;
+
+/// Meta key under which synchronous mode keeps the records it emitted
+/// beyond a lane's watermark; batch mode refuses to start over them.
+pub const SYNC_AHEAD: &str = "sync.ahead";
+
+/// The parts of a pipeline's configuration the operator needs.
+pub struct BatchSettings {
+    pub core: CoreConfig,
+    pub template: RequestTemplate,
+    pub format: WireFormat,
+    pub task: Task,
+    pub input_field: String,
+    pub output_field: String,
+    pub cleanup_remote: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    ok: u64,
+    errors: u64,
+    dead_letters: u64,
+    retried: u64,
+    batches_submitted: u64,
+    batches_emitted: u64,
+    tokens: u64,
+}
+
+pub struct BatchOperator {
+    core: Core,
+    template: RequestTemplate,
+    format: WireFormat,
+    task: Task,
+    input_field: String,
+    output_field: String,
+    shape: OutputShape,
+    cleanup_remote: bool,
+    pub caller: Caller,
+    spool: Spool,
+    /// Per lane: dead letters read since its last cut; they become durable
+    /// with the cut that covers them, never before (a restart reads them
+    /// again from the watermark).
+    dead: BTreeMap<LaneId, Lines>,
+    /// Calls waiting for the commit of the turn they depend on.
+    deferred: Vec<Action>,
+    /// Events the core may only see once the turn is committed.
+    after_commit: Vec<Event>,
+    actions: Vec<Action>,
+    custom_id: String,
+    line: Vec<u8>,
+    counts: Counts,
+}
+
+impl BatchOperator {
+    pub fn new(settings: BatchSettings, caller: Caller, spool: Spool) -> Self {
+        Self {
+            core: Core::new(settings.core),
+            shape: OutputShape::new(&settings.output_field),
+            template: settings.template,
+            format: settings.format,
+            task: settings.task,
+            input_field: settings.input_field,
+            output_field: settings.output_field,
+            cleanup_remote: settings.cleanup_remote,
+            caller,
+            spool,
+            dead: BTreeMap::new(),
+            deferred: Vec::new(),
+            after_commit: Vec::new(),
+            actions: Vec::new(),
+            custom_id: String::new(),
+            line: Vec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            input: &self.input_field,
+            output: &self.output_field,
+        }
+    }
+
+    /// Carry out the core's actions: state into the turn, calls now when
+    /// the turn holds nothing they could depend on, else after its commit.
+    fn execute(
+        &mut self,
+        turn: &mut Turn,
+        records: &mut dyn BatchRecords,
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        while !self.actions.is_empty() {
+            for action in std::mem::take(&mut self.actions) {
+                match action {
+                    Action::Cut(plan) => self.seal_cut(plan, turn)?,
+                    Action::Persist(batch) => turn.batches.push(batch),
+                    Action::Warn(msg) => tracing::warn!("{msg}"),
+                    Action::Fatal(msg) => bail!("{msg}"),
+                    // Write-ahead: a call waits for the state it depends on.
+                    other if !turn.is_empty() => self.deferred.push(other),
+                    other => self.call(other, turn, records, now)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn call(
+        &mut self,
+        action: Action,
+        turn: &mut Turn,
+        records: &mut dyn BatchRecords,
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        match action {
+            Action::Upload(batch) => {
+                let path = self.ensure_requests(&batch, records)?;
+                let name = format!("{}-a{}.jsonl", batch.number, batch.attempt);
+                self.caller.upload(batch.id, path, name);
+            }
+            Action::Create(batch) => {
+                let path = self.ensure_requests(&batch, records)?;
+                self.caller.create(batch, path);
+            }
+            Action::Find { batch, not_before } => self.caller.find(batch, not_before),
+            Action::Poll { id, remote_id } => self.caller.poll(id, remote_id),
+            Action::PollMany(batches) => self.caller.poll_many(batches),
+            Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
+            Action::Emit {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+            } => {
+                let targets = result_targets(&batch);
+                if targets.is_empty() {
+                    let emit = Emission {
+                        batch,
+                        final_generation,
+                        retry_id,
+                        retry_number,
+                    };
+                    self.emit(emit, &[], turn, records, now)?;
+                } else {
+                    self.caller
+                        .download(batch, final_generation, retry_id, retry_number, targets);
+                }
+            }
+            Action::Cleanup(batch) => {
+                self.spool.local.remove_batch(batch.id);
+                if self.cleanup_remote {
+                    self.caller.delete_files(remote_files(batch));
+                }
+            }
+            Action::Cut(_) | Action::Persist(_) | Action::Warn(_) | Action::Fatal(_) => {
+                unreachable!("handled in execute")
+            }
+        }
+        Ok(())
+    }
+
+    fn ensure_requests(
+        &self,
+        batch: &Batch,
+        records: &mut dyn BatchRecords,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        let mut records = self.spool.records(records);
+        requests::ensure_requests(
+            &self.spool.local,
+            &self.template,
+            &self.fields(),
+            batch,
+            &mut records,
+        )
+    }
+
+    /// A cut: the batch's files sealed; the batch, the lane's new
+    /// watermark and the range's dead letters go into the turn.
+    fn seal_cut(&mut self, plan: Plan, turn: &mut Turn) -> anyhow::Result<()> {
+        self.spool.seal(plan.lane, plan.batch.as_ref())?;
+        if let Some(dead) = self.dead.get_mut(&plan.lane) {
+            let n = dead.len() as u64;
+            self.counts.dead_letters += n;
+            metrics::counter!("records_dead_lettered_total").increment(n);
+            turn.dead_letters.append(dead);
+        }
+        turn.batches.extend(plan.batch);
+        let next_seq = self.core.lane_next_seq(plan.lane).unwrap_or(1);
+        turn.lanes.insert(
+            plan.lane,
+            LaneMark {
+                watermark: plan.end,
+                next_seq,
+            },
+        );
+        Ok(())
+    }
+
+    /// Join a finished batch's results into the turn's outputs, with the
+    /// batch `Emitted` and its retry batch; the core hears of it once the
+    /// turn is committed.
+    fn emit(
+        &mut self,
+        e: Emission,
+        results: &[Vec<u8>],
+        turn: &mut Turn,
+        records: &mut dyn BatchRecords,
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        let fields = Fields {
+            input: &self.input_field,
+            output: &self.output_field,
+        };
+        let outputs = &mut turn.outputs;
+        let joined = emit::join(
+            &JoinInput {
+                batch: &e.batch,
+                final_generation: e.final_generation,
+                results,
+                fields: &fields,
+                format: self.format,
+                task: self.task,
+                shape: &self.shape,
+            },
+            &mut self.spool.records(records),
+            &mut |key, line| outputs.push(key, line),
+        )?;
+        let retry = e
+            .batch
+            .retry_of(&joined.retry, e.retry_id, e.retry_number, now);
+        let lane = e.batch.lane;
+        if let Some(r) = &retry {
+            self.spool.keep_for_retry(&e.batch, r)?;
+            // The retry batch took a sequence number of the lane.
+            turn.lanes.insert(
+                lane,
+                LaneMark {
+                    watermark: self.core.lane_watermark(lane).unwrap_or(0),
+                    next_seq: self.core.lane_next_seq(lane).unwrap_or(1),
+                },
+            );
+        }
+        self.note_emission(&e.batch, &joined, now);
+        let mut done = e.batch;
+        done.phase = Phase::Emitted;
+        self.after_commit.push(Event::Emitted {
+            id: done.id,
+            retry: retry.clone(),
+        });
+        turn.emitted.push((done, retry));
+        Ok(())
+    }
+
+    /// Counters and metrics of one emission.
+    fn note_emission(&mut self, batch: &Batch, joined: &emit::Joined, now: Millis) {
+        let c = joined.counts;
+        self.counts.ok += c.ok;
+        self.counts.errors += c.errors;
+        self.counts.tokens += c.tokens;
+        self.counts.retried += joined.retry.len() as u64;
+        self.counts.batches_emitted += 1;
+        metrics::counter!("records_out_total", "status" => "ok").increment(c.ok);
+        metrics::counter!("records_out_total", "status" => "error").increment(c.errors);
+        metrics::counter!("tokens_total").increment(c.tokens);
+        metrics::histogram!("batch_records_per_job").record(f64::from(batch.records));
+        if batch.remote_state == Some(RemoteState::Completed) && batch.failure.is_none() {
+            metrics::counter!("batch_jobs_completed_total").increment(1);
+        } else {
+            metrics::counter!("batch_jobs_failed_total").increment(1);
+        }
+        if let Some(at) = batch.submitted_at {
+            metrics::histogram!("batch_job_latency_ms").record(now.saturating_sub(at) as f64);
+        }
+        if c.malformed_results > 0 {
+            tracing::warn!(batch = %batch.number, lines = c.malformed_results, "result lines that could not be read; their records are retried");
+        }
+        if !joined.retry.is_empty() {
+            tracing::info!(batch = %batch.number, records = joined.retry.len(), "retrying failed requests in a new batch");
+        }
+    }
+
+    fn cancel_inflight(&self) {
+        let submitted: Vec<(String, String)> = self
+            .core
+            .batches()
+            .filter(|b| b.phase == Phase::Submitted)
+            .filter_map(|b| b.remote_id.clone().map(|r| (b.number.clone(), r)))
+            .collect();
+        for (number, remote_id) in submitted {
+            match self.caller.cancel_now(&remote_id) {
+                Ok(()) => tracing::info!(batch = %number, "cancel requested"),
+                Err(e) => tracing::warn!(batch = %number, error = %e, "cancel failed"),
+            }
+        }
+    }
+}
+
+struct Emission {
+    batch: Batch,
+    final_generation: bool,
+    retry_id: u64,
+    retry_number: String,
+}
+
+impl Operator for BatchOperator {
+    type Answer = Msg;
+
+    fn open(&mut self, lanes: Vec<LaneState>, epoch: u64, now: Millis) -> anyhow::Result<()> {
+        let mut starts = Vec::with_capacity(lanes.len());
+        let mut open = Vec::new();
+        for lane in lanes {
+            refuse_records_ahead(&lane)?;
+            let next_seq = lane
+                .batches
+                .iter()
+                .map(|b| seq_of(b.id) + 1)
+                .max()
+                .unwrap_or(1)
+                .max(lane.next_seq);
+            starts.push(LaneStart {
+                lane: lane.lane,
+                watermark: lane.watermark,
+                next_seq,
+            });
+            open.extend(
+                lane.batches
+                    .into_iter()
+                    .filter(|b| b.phase != Phase::Emitted),
+            );
+        }
+        if !open.is_empty() {
+            tracing::info!(
+                batches = open.len(),
+                "resuming batches from the committed state"
+            );
+        }
+        let ids: BTreeSet<u64> = open.iter().map(|b| b.id).collect();
+        self.spool.reset(&ids)?;
+        self.dead.clear();
+        self.deferred.clear();
+        self.after_commit.clear();
+        self.actions.clear();
+        self.caller.epoch = epoch;
+        let cfg = self.core.config().clone();
+        self.core = Core::restore(cfg, &starts, open, now);
+        Ok(())
+    }
+
+    fn wants_records(&self) -> bool {
+        self.core.wants_records()
+    }
+
+    fn on_record(&mut self, r: Record<'_>, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
+        let parsed = match r.value {
+            None => Err(Unusable("record has no value".into())),
+            Some(v) => Fields {
+                input: &self.input_field,
+                output: &self.output_field,
+            }
+            .parse(v),
+        };
+        match parsed {
+            Ok(usable) => {
+                write_custom_id(&mut self.custom_id, r.lane, r.pos);
+                let input = usable.input.get().as_bytes();
+                let bytes = self.template.line_len(&self.custom_id, input) as u64;
+                let cuts = self
+                    .core
+                    .on_record(r.lane, r.pos, r.next, bytes, false, now);
+                if let Some(plan) = cuts.before {
+                    self.seal_cut(plan, turn)?;
+                }
+                self.line.clear();
+                self.template
+                    .write_line(&mut self.line, &self.custom_id, input);
+                let value = r.value.unwrap_or_default();
+                self.spool.append(r.lane, r.pos, r.key, value, &self.line)?;
+                if let Some(plan) = cuts.after {
+                    self.seal_cut(plan, turn)?;
+                }
+            }
+            Err(reason) => {
+                let cuts = self.core.on_record(r.lane, r.pos, r.next, 0, true, now);
+                debug_assert!(cuts.before.is_none());
+                self.line.clear();
+                write_dead_letter(&mut self.line, &r, &reason.0);
+                self.dead.entry(r.lane).or_default().push(r.key, &self.line);
+                if let Some(plan) = cuts.after {
+                    self.seal_cut(plan, turn)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, lane: LaneId, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
+        self.core
+            .handle(Event::EndOfInput { lane }, now, &mut self.actions);
+        // Nothing it produces is a call that reads records.
+        let mut none = NoRecords;
+        self.execute(turn, &mut none, now)
+    }
+
+    fn on_answer(
+        &mut self,
+        msg: Msg,
+        turn: &mut Turn,
+        records: &mut dyn BatchRecords,
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        match msg {
+            Msg::Core(event) => {
+                if matches!(
+                    &event,
+                    Event::Created { result: Ok(_), .. }
+                        | Event::Found {
+                            result: Ok(Some(_)),
+                            ..
+                        }
+                ) {
+                    self.counts.batches_submitted += 1;
+                }
+                self.core.handle(event, now, &mut self.actions);
+            }
+            Msg::Downloaded {
+                batch,
+                final_generation,
+                retry_id,
+                retry_number,
+                results,
+            } => {
+                let emit = Emission {
+                    batch,
+                    final_generation,
+                    retry_id,
+                    retry_number,
+                };
+                self.emit(emit, &results, turn, records, now)?;
+            }
+        }
+        self.execute(turn, records, now)
+    }
+
+    fn tick(
+        &mut self,
+        turn: &mut Turn,
+        records: &mut dyn BatchRecords,
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        self.core.tick(now, &mut self.actions);
+        self.execute(turn, records, now)
+    }
+
+    fn committed(
+        &mut self,
+        turn: &mut Turn,
+        records: &mut dyn BatchRecords,
+        now: Millis,
+    ) -> anyhow::Result<()> {
+        self.actions.append(&mut self.deferred);
+        for event in std::mem::take(&mut self.after_commit) {
+            self.core.handle(event, now, &mut self.actions);
+        }
+        self.execute(turn, records, now)
+    }
+
+    fn next_wake(&self) -> Option<Millis> {
+        self.core.next_wake()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.core.is_idle() && self.deferred.is_empty() && self.after_commit.is_empty()
+    }
+
+    fn load(&self) -> (usize, usize) {
+        (self.core.inflight(), self.core.queued())
+    }
+
+    fn summarize(&self, s: &mut Summary) {
+        let c = self.counts;
+        s.ok += c.ok;
+        s.errors += c.errors;
+        s.dead_letters += c.dead_letters;
+        s.retried += c.retried;
+        s.batches_submitted += c.batches_submitted;
+        s.batches_emitted += c.batches_emitted;
+        s.tokens += c.tokens;
+        s.api_calls += self.caller.counts.total();
+        s.api_errors += self
+            .caller
+            .counts
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn finish(&mut self, cancel_inflight: bool) {
+        if cancel_inflight {
+            self.cancel_inflight();
+        }
+        self.caller.drain(std::time::Duration::from_secs(3));
+    }
+}
+
+/// Batch mode would emit again the records an interrupted ALLOW_UNORDERED
+/// synchronous run emitted beyond the watermark.
+fn refuse_records_ahead(lane: &LaneState) -> anyhow::Result<()> {
+    let Some(ahead) = lane.meta.get(SYNC_AHEAD) else {
+        return Ok(());
+    };
+    let set = crate::ahead::decode(ahead, lane.watermark).map_err(anyhow::Error::msg)?;
+    if set.is_some_and(|s| !s.is_empty()) {
+        bail!(
+            "lane {} was left by an interrupted synchronous ALLOW_UNORDERED run with records emitted beyond its watermark; \
+             finish it with ml.batch.enabled = false before switching to batch mode",
+            lane.lane
+        );
+    }
+    Ok(())
+}
+
+/// For calls that never read records.
+struct NoRecords;
+
+impl BatchRecords for NoRecords {
+    fn visit(
+        &mut self,
+        batch: &Batch,
+        _f: &mut crate::ledger::VisitRecord<'_>,
+    ) -> anyhow::Result<()> {
+        bail!(
+            "internal error: records of batch {} read where none are",
+            batch.number
+        )
+    }
+}
+
+/// Result files of a finished batch to download (none when it failed as a
+/// whole).
+fn result_targets(batch: &Batch) -> Vec<String> {
+    if batch.failure.is_some() {
+        return Vec::new();
+    }
+    [&batch.output_file, &batch.error_file]
+        .into_iter()
+        .flatten()
+        .filter(|f| !f.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// Provider files of an emitted batch to delete (`ml.batch.cleanup.remote`).
+fn remote_files(batch: Batch) -> Vec<String> {
+    [batch.file_id, batch.output_file, batch.error_file]
+        .into_iter()
+        .flatten()
+        .filter(|f| !f.is_empty() && !f.contains("://"))
+        .collect()
+}

@@ -1,0 +1,329 @@
+//! A Kafka pipeline's ledger: each input partition is a lane of a
+//! consumer group; a turn is ONE Kafka transaction holding the output and
+//! dead-letter records, the state records (a compacted topic partitioned
+//! like the input) and the consumed offsets of every lane held, so an
+//! instance that lost its group generation cannot commit anything. A
+//! lane's records are read again by offset.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use batch_core::{seq_of, Batch, LaneId, Phase, Position};
+use kafka_io::{KafkaIo, LaneRecord, StateRecord, Txn};
+
+use super::{BatchRecords, CommitError, Intake, LaneState, Ledger, Record, RecordKind};
+use crate::Turn;
+
+/// How long a bounded run with no partitions waits for some before it
+/// ends (more instances than partitions).
+const IDLE_GRACE: Duration = Duration::from_secs(15);
+
+/// The state topic's key for synchronous mode's records ahead.
+const SYNC_AHEAD: &str = crate::batch::SYNC_AHEAD;
+
+#[derive(Default)]
+struct Lane {
+    /// Bounded runs: the partition's end when the lane was taken.
+    end: Option<i64>,
+    /// The next offset this lane expects: a record before it was already
+    /// read (a fetch from before a seek) and is skipped.
+    next_offset: i64,
+    /// The consumer is not yet back at the lane's watermark: its records
+    /// are ignored until a seek succeeds (they will be fetched again).
+    needs_seek: bool,
+    ended: bool,
+    /// The committed watermark (next offset to consume).
+    committed: i64,
+}
+
+pub struct KafkaLedger {
+    io: KafkaIo,
+    assigned: BTreeSet<i32>,
+    lanes: BTreeMap<i32, Lane>,
+    until_idle: bool,
+    last_change: Instant,
+    paused: bool,
+    txn: Txn,
+    targets: (String, String),
+}
+
+impl KafkaLedger {
+    /// `until_idle`: lanes end at the partition's end seen when taken.
+    pub fn new(io: KafkaIo, until_idle: bool, targets: (String, String)) -> Self {
+        Self {
+            io,
+            assigned: BTreeSet::new(),
+            lanes: BTreeMap::new(),
+            until_idle,
+            last_change: Instant::now(),
+            paused: false,
+            txn: Txn::default(),
+            targets,
+        }
+    }
+
+    /// Bounded runs: a lane whose consumer passed the end seen when it was
+    /// taken has ended.
+    fn check_ends(
+        &mut self,
+        f: &mut dyn FnMut(Intake<'_>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let positions = self.io.positions();
+        for (&p, lane) in self.lanes.iter_mut() {
+            let Some(end) = lane.end else { continue };
+            if lane.ended || lane.needs_seek {
+                continue;
+            }
+            // What was handed over is the truth; the consumer's position
+            // only adds offsets it skipped without a record (transaction
+            // markers), and is trusted only once a seek set it back.
+            let at = positions
+                .get(&p)
+                .copied()
+                .unwrap_or(0)
+                .max(lane.next_offset);
+            if at >= end {
+                lane.ended = true;
+                f(Intake::End(p as LaneId))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, turn: &Turn) {
+        let txn = &mut self.txn;
+        txn.clear();
+        let owned = |(k, l): (Option<&[u8]>, &[u8])| (k.map(<[u8]>::to_vec), l.to_vec());
+        txn.outputs.extend(turn.outputs.iter().map(owned));
+        txn.dead_letters.extend(turn.dead_letters.iter().map(owned));
+        for b in &turn.batches {
+            txn.state.push(StateRecord::batch(b.lane as i32, b));
+        }
+        for (&lane, mark) in &turn.lanes {
+            let record = LaneRecord {
+                watermark: mark.watermark as i64,
+                next_seq: mark.next_seq,
+            };
+            txn.state.push(StateRecord::lane(lane as i32, record));
+        }
+        for (done, retry) in &turn.emitted {
+            // An emitted batch is a tombstone.
+            txn.state.push(StateRecord::batch(done.lane as i32, done));
+            if let Some(r) = retry {
+                txn.state.push(StateRecord::batch(r.lane as i32, r));
+            }
+        }
+        for ((lane, name), value) in &turn.meta {
+            debug_assert_eq!(*name, SYNC_AHEAD);
+            txn.state.push(StateRecord::sync_ahead(*lane as i32, value));
+        }
+        // Every lane held, moved or not: a zombie is fenced by the group
+        // generation and commits nothing.
+        for (&p, lane) in &self.lanes {
+            let w = turn
+                .lanes
+                .get(&(p as LaneId))
+                .map_or(lane.committed, |m| m.watermark as i64);
+            txn.offsets.insert(p, w);
+        }
+    }
+}
+
+impl Ledger for KafkaLedger {
+    fn lane_changes(&mut self) -> anyhow::Result<Option<Vec<LaneId>>> {
+        if !self.io.update_assignment(&mut self.assigned) {
+            return Ok(None);
+        }
+        self.last_change = Instant::now();
+        self.lanes.clear();
+        // librdkafka keeps a partition's pause across a rebalance that
+        // hands it back: every lane starts unpaused.
+        self.paused = false;
+        self.io.pause(false);
+        Ok(Some(self.lanes()))
+    }
+
+    fn lanes(&self) -> Vec<LaneId> {
+        self.assigned.iter().map(|&p| p as LaneId).collect()
+    }
+
+    fn restore(&mut self, lane: LaneId) -> anyhow::Result<LaneState> {
+        let p = lane as i32;
+        let st = self.io.read_state(p)?;
+        let record = st.lane.unwrap_or_default();
+        let next_seq = st
+            .batches
+            .keys()
+            .map(|&id| seq_of(id) + 1)
+            .max()
+            .unwrap_or(1)
+            .max(record.next_seq);
+        let needs_seek = match self.io.seek(p, record.watermark) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::debug!(partition = p, error = %e, "seek deferred");
+                true
+            }
+        };
+        let end = if self.until_idle {
+            Some(self.io.end_offset(p)?)
+        } else {
+            None
+        };
+        self.lanes.insert(
+            p,
+            Lane {
+                end,
+                next_offset: record.watermark,
+                needs_seek,
+                ended: false,
+                committed: record.watermark,
+            },
+        );
+        let mut meta = BTreeMap::new();
+        if let Some(ahead) = st.sync_ahead {
+            meta.insert(SYNC_AHEAD.to_owned(), ahead);
+        }
+        Ok(LaneState {
+            lane,
+            watermark: record.watermark as Position,
+            next_seq,
+            batches: st
+                .batches
+                .into_values()
+                .filter(|b| b.phase != Phase::Emitted)
+                .collect(),
+            meta,
+        })
+    }
+
+    fn read(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        f: &mut dyn FnMut(Intake<'_>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<usize> {
+        for (&p, lane) in self.lanes.iter_mut().filter(|(_, l)| l.needs_seek) {
+            if self.io.seek(p, lane.next_offset).is_ok() {
+                lane.needs_seek = false;
+            }
+        }
+        let mut read = 0;
+        let mut result = Ok(true);
+        // At least one poll per call, to serve the group even when paused.
+        let mut first = true;
+        while (first || read < max) && matches!(result, Ok(true)) {
+            let timeout = if first { wait } else { Duration::ZERO };
+            first = false;
+            let lanes = &mut self.lanes;
+            let got = self.io.poll(timeout, &mut |r| {
+                let lane = match lanes.get_mut(&r.partition) {
+                    None => return, // fetched just before a revocation
+                    Some(l) if l.needs_seek => return,
+                    Some(l) if r.offset < l.next_offset => {
+                        tracing::debug!(
+                            partition = r.partition,
+                            offset = r.offset,
+                            "skipping a record read twice"
+                        );
+                        return;
+                    }
+                    // Bounded runs leave what came after the end for later.
+                    Some(l) if l.end.is_some_and(|e| r.offset >= e) => return,
+                    Some(l) => l,
+                };
+                lane.next_offset = r.offset + 1;
+                read += 1;
+                result = f(Intake::Record(Record {
+                    lane: r.partition as LaneId,
+                    pos: r.offset as Position,
+                    next: r.offset as Position + 1,
+                    kind: RecordKind::Kafka,
+                    key: r.key,
+                    value: r.value,
+                }));
+            });
+            if !got {
+                break;
+            }
+        }
+        result?;
+        if self.until_idle && read == 0 {
+            self.check_ends(f)?;
+        }
+        Ok(read)
+    }
+
+    fn pause(&mut self, paused: bool) {
+        if self.paused != paused {
+            self.paused = paused;
+            self.io.pause(paused);
+        }
+    }
+
+    fn records(&mut self) -> &mut dyn BatchRecords {
+        self
+    }
+
+    fn commit(&mut self, turn: &Turn) -> Result<(), CommitError> {
+        self.stage(turn);
+        match self.io.commit(&self.txn) {
+            Ok(()) => {}
+            Err(kafka_io::CommitError::Aborted(e)) => {
+                return Err(CommitError::Aborted(e.to_string()))
+            }
+            Err(kafka_io::CommitError::Rebalanced) => return Err(CommitError::Rebalanced),
+            Err(e @ kafka_io::CommitError::Fatal(_)) => return Err(CommitError::Fatal(e.into())),
+        }
+        for (&lane, mark) in &turn.lanes {
+            if let Some(l) = self.lanes.get_mut(&(lane as i32)) {
+                l.committed = mark.watermark as i64;
+            }
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        if !self.until_idle {
+            return false;
+        }
+        // Never in the middle of a rebalance; with no partitions, only
+        // once the group left it none for a while.
+        let settled = !self.assigned.is_empty() || self.last_change.elapsed() > IDLE_GRACE;
+        settled
+            && self
+                .assigned
+                .iter()
+                .all(|p| self.lanes.get(p).is_some_and(|l| l.ended))
+    }
+
+    fn targets(&self) -> (String, String) {
+        self.targets.clone()
+    }
+}
+
+impl BatchRecords for KafkaLedger {
+    fn visit(
+        &mut self,
+        batch: &Batch,
+        f: &mut crate::ledger::VisitRecord<'_>,
+    ) -> anyhow::Result<()> {
+        let p = batch.lane as i32;
+        let (first, end) = match &batch.members {
+            None => (batch.first, batch.end),
+            Some(m) => (
+                m.iter().copied().min().unwrap_or(batch.first),
+                m.iter().copied().max().map_or(batch.first, |x| x + 1),
+            ),
+        };
+        let members: Option<BTreeSet<u64>> =
+            batch.members.as_ref().map(|m| m.iter().copied().collect());
+        self.io
+            .read_input(p, first as i64, end as i64, &mut |offset, key, value| {
+                let pos = offset as u64;
+                if members.as_ref().is_none_or(|m| m.contains(&pos)) {
+                    f(pos, key, value.unwrap_or_default());
+                }
+            })
+    }
+}
