@@ -7,6 +7,7 @@
 //! back to their committed lengths, so a crash between the two steps
 //! writes nothing twice.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,9 +33,10 @@ pub struct FileLedger {
     paths: (PathBuf, PathBuf),
     announced: bool,
     eof: bool,
-    /// Where a cut of this turn can end: the fingerprint of the consumed
-    /// prefix is taken at the watermark committed.
-    recent: Vec<Checkpoints>,
+    /// The line boundaries from the committed watermark on, where the next
+    /// watermark can be: the fingerprint of the consumed prefix is taken
+    /// there. Bounded by the records read and not yet behind a watermark.
+    recent: VecDeque<Checkpoints>,
 }
 
 impl FileLedger {
@@ -53,7 +55,7 @@ impl FileLedger {
             .with_context(|| format!("cannot read source.path {}", input.display()))?;
         check_source(&store, &source, &file, input, watermark)?;
         let mut ledger = Self {
-            recent: vec![source.checkpoints()],
+            recent: VecDeque::from([source.checkpoints()]),
             store,
             source,
             reader: FileRecords(file),
@@ -114,12 +116,11 @@ impl FileLedger {
         }
         tx.set_sinks(&[("output", self.output.len()), ("dlq", self.dlq.len())])?;
         tx.commit()?;
-        let last = self
-            .recent
-            .pop()
-            .unwrap_or_else(|| self.source.checkpoints());
-        self.recent.clear();
-        self.recent.push(last);
+        if let Some(&(_, watermark, _)) = marks.last() {
+            while self.recent.len() > 1 && self.recent[1].end() <= watermark {
+                self.recent.pop_front();
+            }
+        }
         Ok(())
     }
 }
@@ -201,7 +202,7 @@ impl Ledger for FileLedger {
                 }
                 break;
             };
-            self.recent.push(line.checkpoints);
+            self.recent.push_back(line.checkpoints);
             if line.line.trim_ascii().is_empty() {
                 continue;
             }

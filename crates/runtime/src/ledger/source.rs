@@ -40,6 +40,11 @@ impl Checkpoints {
             .map(|(pos, h)| format!("{pos}:{h:016x}"))
     }
 
+    /// Where the line these checkpoints were taken after ends.
+    pub fn end(&self) -> u64 {
+        self.after_line.0
+    }
+
     /// The current line was a record (not a blank line).
     pub fn record_done(&mut self) {
         self.last_record = self.after_line;
