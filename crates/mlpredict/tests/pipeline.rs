@@ -181,3 +181,35 @@ fn bad_configuration_fails_at_start_naming_the_key() {
         "nothing written on a config error"
     );
 }
+
+/// Fuzz-style bad input through batch mode: every output and dead-letter
+/// line is valid JSON from its bytes, every good record comes out once, every
+/// bad line is a dead letter with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bytes_and_forged_fields_never_make_invalid_json() {
+    let server = mock(fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, bad) = write_fuzz_input(&dir.path().join("input.jsonl"), 300, 0x5eed);
+    let cfg = config(dir.path(), &server.base_url(), "");
+    let out = blocking(move || run(&cfg, &[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = json_lines(&dir.path().join("output.jsonl"));
+    assert_eq!(check_output(&output, &texts), (300, 0));
+    let dlq = json_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), bad);
+    assert!(bad > 50, "{bad}");
+    for d in &dlq {
+        assert!(d["raw"].is_string() && d["error"].is_string(), "{d}");
+    }
+    let reasons: Vec<&str> = dlq.iter().map(|d| d["error"].as_str().unwrap()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not valid utf-8") && r.contains("field `note`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("`ml_predict`")),
+        "{reasons:?}"
+    );
+}

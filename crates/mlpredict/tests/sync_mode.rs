@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_bad_input_reason, blocking, check_records, crash_at, finish, input_dir,
-    kill_9_at_random_moments, lines, run, sigterm_after, stderr, sync_config, Shape, MODEL,
+    assert_bad_input_reason, blocking, check_records, crash_at, finish, input_dir, json_lines,
+    kill_9_at_random_moments, lines, run, sigterm_after, stderr, sync_config, write_fuzz_input,
+    Shape, MODEL,
 };
 use mock_server::{MockConfig, MockServer};
 use serde_json::Value;
@@ -439,4 +440,28 @@ async fn sigterm_commits_and_exits_143_then_resumes() {
     // was sent twice.
     assert_eq!(stats.duplicate_answers, 0, "{stats:?}");
     assert_eq!(stats.sync_answered, 400);
+}
+
+/// Fuzz-style bad input in synchronous mode: every output and dead-letter
+/// line is valid JSON from its bytes; good records once, bad ones dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bytes_and_forged_fields_never_make_invalid_json() {
+    let server = MockServer::start(mock_cfg(1)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (texts, bad) = write_fuzz_input(&dir.path().join("input.jsonl"), 300, 0xbad);
+    let cfg = sync_config(
+        dir.path(),
+        &server.base_url(),
+        "max-concurrent-operations = 8",
+    );
+    let out = blocking(move || run(&cfg, &[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = json_lines(&dir.path().join("output.jsonl"));
+    let (ok, err, _) = check_records(&output, &texts, &Shape::sync());
+    assert_eq!((ok, err), (300, 0));
+    let dlq = json_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), bad);
+    assert!(dlq.iter().any(|d| d["error"]
+        .as_str()
+        .is_some_and(|r| r.contains("not valid utf-8"))));
 }

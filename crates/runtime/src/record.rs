@@ -1,6 +1,9 @@
 //! Reading just enough of a record: the input field's raw JSON (copied into
-//! the request untouched) and whether the output field is already taken.
-//! Everything else is skipped by the parser without being materialized.
+//! the request untouched) and whether the output field or `ml_predict` is
+//! already taken. Everything else is skipped by the parser without being
+//! materialized. Output lines copy the record's bytes, so a record is usable
+//! only if those bytes are valid UTF-8 JSON: a line that is not goes to the
+//! dead letters (its bytes are kept there, lossily decoded), never repaired.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,9 +25,24 @@ pub struct Fields<'k> {
     pub output: &'k str,
 }
 
+/// The field mlpredict adds to every output line.
+pub const META_FIELD: &str = "ml_predict";
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A line without its UTF-8 byte order mark (editors put one at the start
+/// of a file; it is not part of the JSON).
+pub fn skip_bom(line: &[u8]) -> &[u8] {
+    line.strip_prefix(BOM).unwrap_or(line)
+}
+
 impl<'k> Fields<'k> {
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<Usable<'a>, Unusable> {
-        let mut de = serde_json::Deserializer::from_slice(line);
+        let line = skip_bom(line);
+        // Checked once for the whole line: the parser below skips the other
+        // fields without looking at their bytes, and they are copied out.
+        let text = std::str::from_utf8(line).map_err(|e| not_utf8(line, e.valid_up_to()))?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let found = self
             .deserialize(&mut de)
             .map_err(|e| Unusable(describe(&e)))?;
@@ -36,6 +54,11 @@ impl<'k> Fields<'k> {
                 self.output
             )));
         }
+        if found.has_meta {
+            return Err(Unusable(format!(
+                "record already has the field `{META_FIELD}`, which mlpredict writes"
+            )));
+        }
         match found.input {
             None => Err(Unusable(format!("missing input field `{}`", self.input))),
             Some(raw) if raw.get().starts_with('"') => Ok(Usable { input: raw }),
@@ -44,6 +67,59 @@ impl<'k> Fields<'k> {
                 self.input
             ))),
         }
+    }
+}
+
+/// The dead-letter reason of a line that is not valid UTF-8: where, and in
+/// which top-level field (found on this slow path only).
+fn not_utf8(line: &[u8], at: usize) -> Unusable {
+    let field = field_at(line, at)
+        .map(|f| format!(" in field `{f}`"))
+        .unwrap_or_default();
+    Unusable(format!(
+        "not valid utf-8 at byte {at}{field} (output lines must be valid json)"
+    ))
+}
+
+/// The top-level key whose value holds byte `at` of `line`: the line is
+/// parsed with every invalid byte replaced by `?` (same offsets).
+fn field_at(line: &[u8], at: usize) -> Option<String> {
+    let mut fixed = Vec::with_capacity(line.len());
+    for chunk in line.utf8_chunks() {
+        fixed.extend_from_slice(chunk.valid().as_bytes());
+        fixed.extend(std::iter::repeat_n(b'?', chunk.invalid().len()));
+    }
+    let text = std::str::from_utf8(&fixed).ok()?;
+    let fields: TopLevel = serde_json::from_str(text).ok()?;
+    let base = text.as_ptr() as usize;
+    fields.0.into_iter().find_map(|(key, value)| {
+        let start = value.get().as_ptr() as usize - base;
+        (start..start + value.get().len())
+            .contains(&at)
+            .then_some(key)
+    })
+}
+
+/// An object's top-level keys and raw values, in order.
+struct TopLevel<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for TopLevel<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = TopLevel<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a json object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((KeyName(k), v)) = map.next_entry::<KeyName, &RawValue>()? {
+                    out.push((k.into_owned(), v));
+                }
+                Ok(TopLevel(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -59,6 +135,7 @@ fn describe(e: &serde_json::Error) -> String {
 pub struct Found<'a> {
     input: Option<&'a RawValue>,
     has_output: bool,
+    has_meta: bool,
 }
 
 impl<'de, 'k> DeserializeSeed<'de> for &Fields<'k> {
@@ -77,12 +154,14 @@ impl<'de, 'k> Visitor<'de> for &Fields<'k> {
         let mut found = Found {
             input: None,
             has_output: false,
+            has_meta: false,
         };
         while let Some(KeyName(key)) = map.next_key()? {
             if key == self.input && found.input.is_none() {
                 found.input = Some(map.next_value()?);
             } else {
                 found.has_output |= key == self.output;
+                found.has_meta |= key == META_FIELD;
                 map.next_value::<IgnoredAny>()?;
             }
         }
@@ -112,8 +191,11 @@ impl<'de> de::Deserialize<'de> for KeyName<'de> {
     }
 }
 
-/// Shared with the synchronous client, which writes the same output lines.
-pub use batch_api::sync::write_record_open;
+/// Append `{...record minus its closing brace...}` for an output line
+/// (the synchronous client's, shared), without a leading byte order mark.
+pub fn write_record_open(out: &mut Vec<u8>, line: &[u8]) -> bool {
+    batch_api::sync::write_record_open(out, skip_bom(line))
+}
 
 #[cfg(test)]
 mod tests {
@@ -160,6 +242,27 @@ mod tests {
             "record already has the output field `prediction`"
         );
         assert!(reason(br#"{"text": "a"} x"#).starts_with("trailing characters"));
+    }
+
+    #[test]
+    fn bad_bytes_a_bom_and_a_forged_ml_predict() {
+        let f = fields();
+        let reason = |l: &[u8]| f.parse(l).err().unwrap().0;
+        let latin1 = b"{\"id\": \"u2\", \"text\": \"fine\", \"note\": \"caf\xe9 latin-1\"}";
+        assert_eq!(
+            reason(latin1),
+            "not valid utf-8 at byte 41 in field `note` (output lines must be valid json)"
+        );
+        assert!(reason(b"{\"te\xffxt\": \"a\"}").starts_with("not valid utf-8 at byte 4 ("));
+        assert_eq!(
+            reason(br#"{"text": "a", "ml_predict": {"status": "ok"}}"#),
+            "record already has the field `ml_predict`, which mlpredict writes"
+        );
+        let u = f.parse(b"\xEF\xBB\xBF{\"text\": \"hi\"}").unwrap();
+        assert_eq!(u.input.get(), r#""hi""#);
+        let mut out = Vec::new();
+        assert!(write_record_open(&mut out, b"\xEF\xBB\xBF{\"a\":1}"));
+        assert_eq!(out, b"{\"a\":1");
     }
 
     #[test]

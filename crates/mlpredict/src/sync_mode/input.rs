@@ -90,11 +90,18 @@ impl Input {
         let pos = self.pos;
         self.pos += n;
         self.line_no += 1;
+        let line = trim_eol(&self.buf);
         Ok(Some(Line {
             pos,
             next: self.pos,
             line_no: self.line_no,
-            line: trim_eol(&self.buf),
+            // The output copies the line's bytes: a file's byte order mark
+            // must not start the first output line.
+            line: if pos == 0 {
+                crate::record::skip_bom(line)
+            } else {
+                line
+            },
         }))
     }
 }

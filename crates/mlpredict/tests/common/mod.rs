@@ -4,17 +4,19 @@
 //! - `config.rs`: the pipeline.toml files,
 //! - `spawn.rs`: running, killing and waiting for the binary,
 //! - `check.rs`: exactly-once checks of the output and of the mock,
-//! - `mock.rs`: mock server configurations.
+//! - `mock.rs`: mock server configurations,
+//! - `fuzz.rs`: bad input, and the byte-level JSON check of every line.
 #![allow(dead_code)]
 
 mod check;
 mod config;
+mod fuzz;
 mod mock;
 mod spawn;
 
 // Not every test file uses every module.
 #[allow(unused_imports)]
-pub use {check::*, config::*, mock::*, spawn::*};
+pub use {check::*, config::*, fuzz::*, mock::*, spawn::*};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
