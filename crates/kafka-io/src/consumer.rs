@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::metadata::Metadata;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::{KafkaIo, LaneState, Settings};
+use crate::{KafkaIo, LaneHistory, LaneState, Settings};
 
 /// Partitions of the input topic gained or lost in a rebalance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,16 +156,22 @@ impl Reader {
     /// Read a lane's state to the end of its state partition.
     pub(crate) fn read_state(&self, topic: &str, partition: i32) -> anyhow::Result<LaneState> {
         let mut lane = LaneState::default();
+        self.read_all(topic, partition, &mut |_, key, value| {
+            lane.apply(key, value)
+        })?;
+        Ok(lane)
+    }
+
+    /// Visit a whole partition, as far as it is now.
+    fn read_all(&self, topic: &str, partition: i32, f: &mut Visit<'_>) -> anyhow::Result<()> {
         let (low, high) = self
             .consumer
             .fetch_watermarks(topic, partition, self.timeout)
-            .context("cannot read the state topic")?;
+            .with_context(|| format!("cannot read the state topic {topic}"))?;
         if high > low {
-            self.read_partition(topic, partition, low, high, &mut |_, key, value| {
-                lane.apply(key, value);
-            })?;
+            self.read_partition(topic, partition, low, high, f)?;
         }
-        Ok(lane)
+        Ok(())
     }
 
     /// Visit the records of `[first, end)` of a partition.
@@ -262,6 +268,16 @@ impl StateReader {
     /// One lane's state, folded from its state partition.
     pub fn read_state(&self, partition: i32) -> anyhow::Result<LaneState> {
         self.reader.read_state(&self.topic, partition)
+    }
+
+    /// One lane's state with the emitted batches still in the partition.
+    pub fn read_history(&self, partition: i32) -> anyhow::Result<LaneHistory> {
+        let mut lane = LaneHistory::default();
+        self.reader
+            .read_all(&self.topic, partition, &mut |_, key, value| {
+                lane.apply(key, value)
+            })?;
+        Ok(lane)
     }
 }
 

@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 pub use consumer::{InputRecord, LaneChange, StateReader, Visit};
-pub use state::{LaneRecord, LaneState, StateRecord};
+pub use state::{LaneHistory, LaneRecord, LaneState, StateRecord};
 pub use transactions::{CommitError, Txn};
 
 /// Everything needed to connect, from the pipeline configuration.

@@ -54,9 +54,9 @@ impl StateRecord {
     }
 }
 
-/// A lane's state, folded from its state partition.
 const SYNC_AHEAD_KEY: &str = "sync/ahead";
 
+/// A lane's state, folded from its state partition.
 #[derive(Debug, Clone, Default)]
 pub struct LaneState {
     pub lane: Option<LaneRecord>,
@@ -65,29 +65,68 @@ pub struct LaneState {
     pub sync_ahead: Option<String>,
 }
 
+/// A state record, decoded.
+enum Decoded {
+    Lane(LaneRecord),
+    SyncAhead(Option<String>),
+    /// `None`: a tombstone, the batch was emitted.
+    Batch(u64, Option<Batch>),
+}
+
+/// `None` for keys and values this version does not know.
+fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<Decoded> {
+    let key = std::str::from_utf8(key?).ok()?;
+    match key {
+        "lane" => serde_json::from_slice(value?).ok().map(Decoded::Lane),
+        SYNC_AHEAD_KEY => Some(Decoded::SyncAhead(
+            value.map(|v| String::from_utf8_lossy(v).into_owned()),
+        )),
+        _ => {
+            let id = key.strip_prefix("batch/")?.parse().ok()?;
+            let batch = value.and_then(|v| serde_json::from_slice(v).ok());
+            Some(Decoded::Batch(id, batch))
+        }
+    }
+}
+
 impl LaneState {
     pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
-            return;
-        };
-        if key == "lane" {
-            if let Some(l) = value.and_then(|v| serde_json::from_slice(v).ok()) {
-                self.lane = Some(l);
+        match decode(key, value) {
+            Some(Decoded::Lane(l)) => self.lane = Some(l),
+            Some(Decoded::SyncAhead(a)) => self.sync_ahead = a,
+            Some(Decoded::Batch(id, Some(b))) => {
+                self.batches.insert(id, b);
             }
-        } else if key == SYNC_AHEAD_KEY {
-            self.sync_ahead = value.map(|v| String::from_utf8_lossy(v).into_owned());
-        } else if let Some(id) = key
-            .strip_prefix("batch/")
-            .and_then(|i| i.parse::<u64>().ok())
-        {
-            match value.and_then(|v| serde_json::from_slice::<Batch>(v).ok()) {
-                Some(b) => {
-                    self.batches.insert(id, b);
-                }
-                None => {
-                    self.batches.remove(&id);
+            Some(Decoded::Batch(id, None)) => {
+                self.batches.remove(&id);
+            }
+            None => {}
+        }
+    }
+}
+
+/// A lane's state as `mlpredict status` shows it: like [`LaneState`], but an
+/// emitted batch (a tombstone) keeps its last record, marked
+/// [`Phase::Emitted`], until compaction removes it from the topic.
+#[derive(Debug, Clone, Default)]
+pub struct LaneHistory {
+    pub lane: Option<LaneRecord>,
+    pub batches: std::collections::BTreeMap<u64, Batch>,
+}
+
+impl LaneHistory {
+    pub fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        match decode(key, value) {
+            Some(Decoded::Lane(l)) => self.lane = Some(l),
+            Some(Decoded::Batch(id, Some(b))) => {
+                self.batches.insert(id, b);
+            }
+            Some(Decoded::Batch(id, None)) => {
+                if let Some(b) = self.batches.get_mut(&id) {
+                    b.phase = Phase::Emitted;
                 }
             }
+            Some(Decoded::SyncAhead(_)) | None => {}
         }
     }
 }
@@ -143,6 +182,28 @@ mod tests {
                 next_seq: 8
             })
         );
+        let mut history = LaneHistory::default();
+        batch.phase = Phase::Planned;
+        for r in [
+            StateRecord::batch(2, &batch),
+            StateRecord::lane(2, LaneRecord::default()),
+            StateRecord::batch(
+                2,
+                &Batch {
+                    phase: Phase::Emitted,
+                    ..batch.clone()
+                },
+            ),
+        ] {
+            let (k, v) = rec(r);
+            history.apply(Some(&k), v.as_deref());
+        }
+        assert_eq!(
+            history.batches[&7].phase,
+            Phase::Emitted,
+            "emitted, not dropped"
+        );
+        assert_eq!(history.lane, Some(LaneRecord::default()));
         let (k, v) = rec(StateRecord::sync_ahead(2, "10:12,15"));
         st.apply(Some(&k), v.as_deref());
         assert_eq!(st.sync_ahead.as_deref(), Some("10:12,15"));

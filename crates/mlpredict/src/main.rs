@@ -134,7 +134,19 @@ fn load_config(
     config: &std::path::Path,
     define: &[String],
 ) -> anyhow::Result<pipeline_config::PipelineConfig> {
-    pipeline_config::load(config, define).map_err(|e| match e.origin(config, define) {
+    load_config_with(pipeline_config::load, config, define)
+}
+
+/// `load`: [`pipeline_config::load`] or one of its variants.
+fn load_config_with(
+    load: fn(
+        &std::path::Path,
+        &[String],
+    ) -> Result<pipeline_config::PipelineConfig, pipeline_config::ConfigError>,
+    config: &std::path::Path,
+    define: &[String],
+) -> anyhow::Result<pipeline_config::PipelineConfig> {
+    load(config, define).map_err(|e| match e.origin(config, define) {
         Some(origin) => anyhow::Error::new(e).context(origin),
         None => anyhow::Error::new(e),
     })
@@ -192,7 +204,8 @@ fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             define,
             all,
         } => {
-            let cfg = load_config(&config, &define)?;
+            // Status only reads state: the API key's variable need not be set.
+            let cfg = load_config_with(pipeline_config::load_without_secrets, &config, &define)?;
             status::print(&cfg, all)?;
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -1,15 +1,24 @@
-//! `mlpredict status`: the pipeline's batches, from its state database.
+//! `mlpredict status`: the pipeline's batches, from its state database (file
+//! sources) or its state topic (Kafka sources). Reads state only: needs no
+//! API key, and a Kafka pipeline's group is not joined.
 
 use std::time::Duration;
 
 use anyhow::bail;
-use batch_core::Phase;
-use pipeline_config::PipelineConfig;
+use batch_core::{Batch, Phase};
+use pipeline_config::{PipelineConfig, SourceConfig};
 use state_store::Store;
 
-use crate::runtime::{now_ms, state_dir};
+use crate::runtime::{kafka_settings, now_ms, state_dir};
 
 pub fn print(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
+    match &cfg.source {
+        SourceConfig::File { .. } => print_file(cfg, all),
+        SourceConfig::Kafka(_) => print_kafka(cfg, all),
+    }
+}
+
+fn print_file(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
     let dir = state_dir(cfg);
     if !dir.join("state.db").exists() {
         bail!(
@@ -20,7 +29,6 @@ pub fn print(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
     }
     let store = Store::open(&dir)?;
     let snap = store.load()?;
-    let batches = store.all_batches()?;
     println!("pipeline {}  state {}", cfg.name, store.path().display());
     for (lane, w) in &snap.lanes {
         println!("lane {lane}: consumed up to byte {w}");
@@ -28,23 +36,57 @@ pub fn print(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
     for (name, len) in &snap.sinks {
         println!("{name}: {len} bytes committed");
     }
-    let open = batches.iter().filter(|b| b.phase != Phase::Emitted).count();
-    println!("{} batches, {open} not yet emitted", batches.len());
+    print_batches(&store.all_batches()?, all);
+    Ok(())
+}
+
+fn print_kafka(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
+    let s = kafka_settings(cfg, "status")?;
+    let reader = kafka_io::StateReader::connect(&s)?;
+    let Some(partitions) = reader.partitions()? else {
+        bail!(
+            "no state for pipeline `{}` at {} (source.bootstrap.servers): its state topic {} does not exist, it never ran against this cluster",
+            cfg.name,
+            s.bootstrap,
+            s.state_topic
+        );
+    };
     println!(
-        "{:<6} {:<40} {:<10} {:>8} {:>4} {:>4} {:>9} {:<22} {}",
-        "id",
-        "batch_number",
-        "phase",
-        "records",
-        "gen",
-        "att",
-        "age",
-        "provider batch",
-        "state / failure"
+        "pipeline {}  state topic {} at {}",
+        cfg.name, s.state_topic, s.bootstrap
+    );
+    let mut batches = Vec::new();
+    for p in 0..partitions {
+        let lane = reader.read_history(p)?;
+        if let Some(l) = lane.lane {
+            println!("lane {p}: consumed up to offset {}", l.watermark);
+        }
+        batches.extend(lane.batches.into_values());
+    }
+    // Newest first, as for a file pipeline; emitted batches are shown until
+    // the topic's compaction removes them.
+    batches.sort_by_key(|b| std::cmp::Reverse((b.planned_at, b.id)));
+    print_batches(&batches, all);
+    Ok(())
+}
+
+/// The batch table, newest first: every open batch and the last 20 emitted
+/// ones (all with `all`).
+fn print_batches(batches: &[Batch], all: bool) {
+    let open = batches.iter().filter(|b| b.phase != Phase::Emitted).count();
+    let plural = if batches.len() == 1 {
+        "batch"
+    } else {
+        "batches"
+    };
+    println!("{} {plural}, {open} not yet emitted", batches.len());
+    println!(
+        "{:<6} {:<40} {:<10} {:>8} {:>4} {:>4} {:>9} {:<22} state / failure",
+        "id", "batch_number", "phase", "records", "gen", "att", "age", "provider batch",
     );
     let now = now_ms();
     let mut shown = 0;
-    for b in &batches {
+    for b in batches {
         if !all && b.phase == Phase::Emitted && shown >= 20 {
             continue;
         }
@@ -70,5 +112,4 @@ pub fn print(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
             state
         );
     }
-    Ok(())
 }

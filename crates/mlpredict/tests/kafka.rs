@@ -7,7 +7,10 @@ mod kafka_common;
 
 use std::time::Duration;
 
-use common::{assert_no_double_pay, batch_mock, blocking, sigterm};
+use common::{
+    assert_no_double_pay, batch_mock, blocking, key_from_env, sigterm, status_rows,
+    status_without_key, stderr, KEY_VAR,
+};
 use kafka_common::*;
 use mock_server::MockConfig;
 
@@ -239,5 +242,48 @@ async fn sync_mode_ordered_keeps_partition_order_across_sigterm() {
         p.server.stats().duplicate_answers,
         0,
         "SIGTERM lost nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_a_kafka_pipelines_batches_without_the_api_key() {
+    let _serial = serial();
+    let n = 300;
+    let p = pipeline(mock_cfg(false), records(n), "").await;
+    let key = key_from_env(&p.config);
+    // Issue 13: a librdkafka key set alone, without our session timeout,
+    // must suit every consumer we create (the state reader refused it).
+    let toml = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "\n\n[sink]",
+        "\n\"max.poll.interval.ms\" = \"20000\"\n\n[sink]",
+        1,
+    );
+    std::fs::write(&p.config, toml).unwrap();
+    let c = p.config.clone();
+    blocking(move || wait_ok(spawn_env(&c, true, &[(KEY_VAR, key.as_str())]), "run")).await;
+    check(&p.bootstrap, &p.output, n);
+    let c = p.config.clone();
+    let out = blocking(move || status_without_key(&c)).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{text}", stderr(&out));
+    // Every partition's lane, consumed to its end: 300 offsets in all.
+    let consumed: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.split_once(": consumed up to offset "))
+        .map(|(_, o)| o.parse().unwrap())
+        .collect();
+    assert_eq!(consumed.len(), 3, "{text}");
+    assert_eq!(consumed.iter().sum::<i64>(), n as i64, "{text}");
+    // Every batch, emitted, holding every record once.
+    let rows = status_rows(&text);
+    assert!(rows.len() >= 6, "ml.batch.size = 50: {text}");
+    assert!(
+        rows.iter().all(|(_, phase, _)| phase == "emitted"),
+        "{text}"
+    );
+    assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), n as u64, "{text}");
+    assert!(
+        text.contains(&format!("{} batches, 0 not yet emitted", rows.len())),
+        "{text}"
     );
 }

@@ -407,3 +407,31 @@ fn exit_codes_and_config_errors_of_the_command_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_a_file_pipelines_batches_without_the_api_key() {
+    let server = MockServer::start(batch_mock(50)).await.unwrap();
+    let (dir, _, _) = input_dir(120, 0);
+    let config = config(dir.path(), &server.base_url(), "");
+    let key = key_from_env(&config);
+    let c = config.clone();
+    let out = blocking(move || run_cmd(&c).env(KEY_VAR, key).output().unwrap()).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = status_without_key(&config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}{text}", stderr(&out));
+    // ml.batch.size = 50: 120 records in 3 batches, all emitted.
+    assert!(text.contains("3 batches, 0 not yet emitted"), "{text}");
+    let rows = status_rows(&text);
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows.iter()
+            .all(|(number, phase, _)| number.starts_with("reviews-0-") && phase == "emitted"),
+        "{text}"
+    );
+    assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), 120, "{text}");
+    // A run still needs the key.
+    let out = run_cmd(&config).env_remove(KEY_VAR).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(KEY_VAR), "{}", stderr(&out));
+}

@@ -184,8 +184,21 @@ pub(crate) fn build(
     overrides: &[String],
     env: Env<'_>,
 ) -> Result<PipelineConfig, ConfigError> {
+    build_with(text, path, overrides, env, Secrets::Resolve)
+}
+
+pub(crate) fn build_with(
+    text: &str,
+    path: Option<&Path>,
+    overrides: &[String],
+    env: Env<'_>,
+    secrets: Secrets,
+) -> Result<PipelineConfig, ConfigError> {
     let mut map = flat::parse_toml(text, path)?;
     flat::apply_overrides(&mut map, overrides)?;
+    if secrets == Secrets::Skip {
+        map.retain(|key, _| keys::lookup(key).is_none_or(|k| k.kind != Kind::Secret));
+    }
     let ctx = Ctx { map, env };
 
     // -- which namespaces pass through

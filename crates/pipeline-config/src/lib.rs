@@ -31,13 +31,42 @@ pub use keys::{KeyInfo, Kind, Req, Scope};
 /// resolved from the process environment. Relative paths in the file stay
 /// relative (to the working directory, not to the file).
 pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineConfig, ConfigError> {
+    load_with(path, overrides, Secrets::Resolve)
+}
+
+/// Like [`load`], but secret keys (`model.api-key`) are left out, so their
+/// `${VAR}` need not be set: for commands that only read state
+/// (`mlpredict status`). `model.api_key` is `None`.
+pub fn load_without_secrets(
+    path: &Path,
+    overrides: &[String],
+) -> Result<PipelineConfig, ConfigError> {
+    load_with(path, overrides, Secrets::Skip)
+}
+
+/// Whether secret keys are read (and their `${VAR}` resolved).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    Resolve,
+    Skip,
+}
+
+fn load_with(
+    path: &Path,
+    overrides: &[String],
+    secrets: Secrets,
+) -> Result<PipelineConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
         error,
     })?;
-    build::build(&text, Some(path), overrides, &|name| {
-        std::env::var(name).ok()
-    })
+    build::build_with(
+        &text,
+        Some(path),
+        overrides,
+        &|name| std::env::var(name).ok(),
+        secrets,
+    )
 }
 
 /// Like [`load`], from TOML text.

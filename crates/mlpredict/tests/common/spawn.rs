@@ -178,3 +178,52 @@ pub fn sigterm_after(config: &Path, after: Duration, within: Duration) -> Output
     );
     out
 }
+
+/// The API-key variable of [`key_from_env`] configurations.
+pub const KEY_VAR: &str = "MLPREDICT_TEST_API_KEY";
+
+/// Make `config` read its API key from `${KEY_VAR}` (as a real pipeline
+/// reads `${OPENAI_API_KEY}`); returns the key it had, which a run then
+/// needs in `KEY_VAR`.
+pub fn key_from_env(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut key = None;
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| match l.strip_prefix("api-key = ") {
+            Some(v) => {
+                key = Some(v.trim_matches('"').to_owned());
+                format!("api-key = \"${{{KEY_VAR}}}\"")
+            }
+            None => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(config, text.join("\n") + "\n").unwrap();
+    key.unwrap_or_else(|| panic!("no api-key in {}", config.display()))
+}
+
+/// `mlpredict status --config <config>` with [`KEY_VAR`] unset: it must not
+/// need the API key.
+pub fn status_without_key(config: &Path) -> Output {
+    Command::new(bin())
+        .arg("status")
+        .arg("--config")
+        .arg(config)
+        .env_remove(KEY_VAR)
+        .output()
+        .expect("run mlpredict status")
+}
+
+/// The batch rows of `status` output: (batch_number, phase, records).
+pub fn status_rows(stdout: &str) -> Vec<(String, String, u64)> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("id "))
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let records = cols[3].parse().unwrap_or_else(|_| panic!("bad row {l:?}"));
+            (cols[1].to_owned(), cols[2].to_owned(), records)
+        })
+        .collect()
+}

@@ -123,6 +123,11 @@ impl Instance {
 /// An instance of `config` in the background, logging to a file next to
 /// it; with `until_idle`, a bounded run.
 pub fn spawn(config: &Path, until_idle: bool) -> Instance {
+    spawn_env(config, until_idle, &[])
+}
+
+/// [`spawn`] with environment variables `env` set.
+pub fn spawn_env(config: &Path, until_idle: bool, env: &[(&str, &str)]) -> Instance {
     let log = config.with_extension(format!("{:08x}.log", rand::random::<u32>()));
     let mut cmd = run_cmd(config);
     cmd.stdout(Stdio::null())
@@ -130,6 +135,7 @@ pub fn spawn(config: &Path, until_idle: bool) -> Instance {
     if until_idle {
         cmd.arg("--until-idle");
     }
+    cmd.envs(env.iter().copied());
     Instance {
         child: cmd.spawn().unwrap(),
         log,

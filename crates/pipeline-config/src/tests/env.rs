@@ -111,3 +111,26 @@ fn kafka_credentials_are_redacted_in_debug() {
     assert!(is_sensitive_property("sasl.oauthbearer.client.secret"));
     assert!(!is_sensitive_property("security.protocol"));
 }
+
+#[test]
+fn loading_without_secrets_needs_no_api_key_variable() {
+    let text = ACCEPTANCE.replace("\"sk-...\"", "\"${NO_SUCH_VAR_XYZ}\"");
+    let no_env = |_: &str| None;
+    let c = crate::build::build_with(&text, None, &[], &no_env, crate::Secrets::Skip)
+        .unwrap_or_else(|e| panic!("unexpected error: {e}"));
+    assert!(c.model.api_key.is_none());
+    // The rest is read as usual, -D included.
+    let c = crate::build::build_with(
+        &text,
+        None,
+        &["ml.batch.size=7".into()],
+        &no_env,
+        crate::Secrets::Skip,
+    )
+    .unwrap();
+    assert_eq!(c.batch.size, 7);
+    // Resolving still needs it.
+    let e =
+        crate::build::build_with(&text, None, &[], &no_env, crate::Secrets::Resolve).unwrap_err();
+    assert_eq!(e.key(), Some("model.api-key"));
+}
