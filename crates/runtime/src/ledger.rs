@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod mem;
 
 pub mod sink;
 pub mod source;

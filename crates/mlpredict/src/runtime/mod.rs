@@ -81,7 +81,7 @@ fn operator(
     let (tx, rx) = channel();
     let caller = Caller {
         api: Arc::from(setup.api),
-        rt,
+        rt: Arc::new(rt),
         tx,
         counts: Arc::new(CallCounts::default()),
         pipeline: cfg.name.clone(),

@@ -32,7 +32,6 @@ use batch_api::wire::{Task, WireFormat};
 use pipeline_config::{OutputMode, PipelineConfig, Provider, SourceConfig};
 use tokio::sync::watch;
 
-
 /// Group commit: at most this long between an answer and its commit.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 /// ...or this many bytes of output, whichever comes first.

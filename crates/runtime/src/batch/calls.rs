@@ -2,14 +2,15 @@
 //! pipeline loop as a message. Counting happens here so that every call is
 //! seen once.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use batch_api::{ApiError, BatchApi, BatchMeta};
 use batch_core::{Batch, Event};
-use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::provider::{failure, remote};
@@ -76,10 +77,22 @@ impl CallCounts {
     }
 }
 
+/// Runs a call's future: on tokio in a pipeline, on a deterministic
+/// executor in the simulation.
+pub trait Spawn: Send + Sync {
+    fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
+}
+
+impl Spawn for tokio::runtime::Handle {
+    fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
+        drop(tokio::runtime::Handle::spawn(self, task));
+    }
+}
+
 #[derive(Clone)]
 pub struct Caller {
     pub api: Arc<dyn BatchApi>,
-    pub rt: Handle,
+    pub rt: Arc<dyn Spawn>,
     pub tx: Sender<(u64, Msg)>,
     pub counts: Arc<CallCounts>,
     pub pipeline: String,
@@ -123,9 +136,9 @@ impl Caller {
     {
         let tx = self.tx.clone();
         let epoch = self.epoch;
-        self.rt.spawn(async move {
+        self.rt.spawn(Box::pin(async move {
             let _ = tx.send((epoch, fut.await));
-        });
+        }));
     }
 
     pub fn upload(&self, id: u64, path: PathBuf, file_name: String) {
@@ -192,7 +205,7 @@ impl Caller {
     pub fn poll_many(&self, batches: Vec<(u64, String)>) {
         let c = self.clone();
         let (tx, epoch) = (self.tx.clone(), self.epoch);
-        self.rt.spawn(async move {
+        self.rt.spawn(Box::pin(async move {
             let mut wanted: std::collections::HashMap<String, u64> = batches
                 .into_iter()
                 .map(|(id, remote)| (remote, id))
@@ -223,7 +236,7 @@ impl Caller {
             for (remote_id, id) in wanted {
                 c.poll(id, remote_id);
             }
-        });
+        }));
     }
 
     pub fn cancel(&self, id: u64, remote_id: String) {
@@ -276,9 +289,12 @@ impl Caller {
     pub fn cancel_now(&self, remote_id: &str) -> Result<(), ApiError> {
         let api = self.api.clone();
         let remote_id = remote_id.to_owned();
-        self.rt
-            .block_on(async move { api.cancel(&remote_id).await })
-            .map(drop)
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt.spawn(Box::pin(async move {
+            let _ = tx.send(api.cancel(&remote_id).await.map(drop));
+        }));
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| Err(ApiError::permanent("no answer to the cancel in 60 s")))
     }
 
     /// Delete provider files of an emitted batch (best effort).
@@ -288,13 +304,13 @@ impl Caller {
         }
         let c = self.clone();
         c.background.fetch_add(1, Ordering::SeqCst);
-        self.rt.spawn(async move {
+        self.rt.spawn(Box::pin(async move {
             for f in files {
                 c.counts.delete.fetch_add(1, Ordering::Relaxed);
                 let r = c.api.delete_file(&f).await;
                 note(&c.counts, "delete", &r);
             }
             c.background.fetch_sub(1, Ordering::SeqCst);
-        });
+        }));
     }
 }
