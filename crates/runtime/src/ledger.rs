@@ -5,6 +5,7 @@
 //! [`mem::MemLedger`] (memory; a crash drops what was not committed), all
 //! checked by one conformance suite ([`conformance`]).
 
+pub mod conformance;
 pub mod file;
 pub mod kafka;
 pub mod mem;

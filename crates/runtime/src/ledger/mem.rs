@@ -41,7 +41,34 @@ pub struct Durable {
     pub abort_next: bool,
     pub aborts: u64,
     pub fenced: u64,
+    /// Fault injection: the process dies right after the next commit,
+    /// before the calls the commit releases go out.
+    pub crash_after_commit: bool,
+    /// Fault injection: the lanes move while the next commit is on its
+    /// way: the instance committing is a zombie and must be refused.
+    pub move_before_commit: bool,
 }
+
+impl Durable {
+    /// Every lane to the next instance that holds lanes; a new generation.
+    pub fn rotate(&mut self) {
+        let holders: Vec<u32> = self
+            .owner
+            .values()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for owner in self.owner.values_mut() {
+            let i = holders.iter().position(|h| h == owner).unwrap_or(0);
+            *owner = holders[(i + 1) % holders.len()];
+        }
+        self.generation += 1;
+    }
+}
+
+/// The panic payload of an injected crash.
+pub const CRASH: &str = "simulated crash";
 
 /// Shared by every instance of a simulated pipeline.
 #[derive(Debug, Clone, Default)]
@@ -241,6 +268,9 @@ impl Ledger for MemLedger {
 
     fn commit(&mut self, turn: &Turn) -> Result<(), CommitError> {
         let mut d = self.broker.lock();
+        if std::mem::take(&mut d.move_before_commit) {
+            d.rotate();
+        }
         if d.generation != self.generation {
             d.fenced += 1;
             return Err(CommitError::Rebalanced);
@@ -250,6 +280,10 @@ impl Ledger for MemLedger {
             return Err(CommitError::Aborted("injected abort".into()));
         }
         Self::apply(&mut d, turn);
+        if std::mem::take(&mut d.crash_after_commit) {
+            drop(d);
+            std::panic::panic_any(CRASH);
+        }
         Ok(())
     }
 
