@@ -46,7 +46,8 @@ pub fn ensure_requests(
     }
     if written != batch.records {
         bail!(
-            "batch {} should hold {} records but the source now gives {written}: the source changed under the pipeline",
+            "batch {} should hold {} records but the source now gives {written}: the source changed under the pipeline; \
+             restore the input as it was, or start a new pipeline (another pipeline.name or ml.batch.local.dir)",
             batch.number,
             batch.records
         );

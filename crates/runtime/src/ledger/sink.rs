@@ -35,7 +35,8 @@ impl FileSink {
             ),
             None => 0,
             Some(c) if actual < c => bail!(
-                "{} is shorter ({actual} bytes) than this pipeline committed ({c} bytes): it was truncated or replaced",
+                "{} is shorter ({actual} bytes) than this pipeline committed ({c} bytes): it was truncated, deleted or replaced; \
+                 restore it, or start a new pipeline (another pipeline.name or ml.batch.local.dir) to write every record again",
                 path.display()
             ),
             Some(c) => {
@@ -91,6 +92,7 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"one\n");
         let err = FileSink::open(&p, Some(10)).err().unwrap();
         assert!(err.to_string().contains("shorter"), "{err}");
+        assert!(err.to_string().contains("restore it, or start a new pipeline"), "a hint: {err}");
         let err = FileSink::open(&p, None).err().unwrap();
         assert!(err.to_string().contains("did not write"), "{err}");
     }
