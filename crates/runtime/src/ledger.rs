@@ -91,7 +91,8 @@ pub trait BatchRecords {
 pub trait Ledger {
     /// The lanes this instance holds now, when that changed since the last
     /// call: a file ledger's one lane at the first call, a Kafka ledger's
-    /// partitions after a rebalance.
+    /// partitions after a rebalance. A group consumer learns of changes
+    /// only while it is read: callers read between calls, as the driver does.
     fn lane_changes(&mut self) -> anyhow::Result<Option<Vec<LaneId>>>;
 
     /// The lanes held now.

@@ -36,16 +36,21 @@ pub const RECORDS: [&str; 5] = [
 
 const LANE: LaneId = 0;
 
+/// Wait for the first lanes as the driver does: lane changes between
+/// reads, as a group consumer learns them only while it is polled (a
+/// record read before its lane is restored is read again after it).
 fn first_lanes<L: Ledger>(l: &mut L) -> Vec<LaneId> {
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         if let Some(lanes) = l.lane_changes().expect("lane changes") {
             if !lanes.is_empty() {
                 return lanes;
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        l.read(0, Duration::from_millis(50), &mut |_| Ok(false))
+            .expect("read while waiting for lanes");
     }
-    panic!("no lanes assigned in 30 s");
+    panic!("no lanes assigned in 60 s");
 }
 
 /// Read lane 0 until `n` records came, as `(pos, next, value)`.
