@@ -92,7 +92,11 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"one\n");
         let err = FileSink::open(&p, Some(10)).err().unwrap();
         assert!(err.to_string().contains("shorter"), "{err}");
-        assert!(err.to_string().contains("restore it, or start a new pipeline"), "a hint: {err}");
+        assert!(
+            err.to_string()
+                .contains("restore it, or start a new pipeline"),
+            "a hint: {err}"
+        );
         let err = FileSink::open(&p, None).err().unwrap();
         assert!(err.to_string().contains("did not write"), "{err}");
     }
