@@ -21,6 +21,10 @@ pub struct Summary {
     pub errors: u64,
     pub dead_letters: u64,
     pub retried: u64,
+    /// Records emitted before a restart and skipped this time (sync mode).
+    pub skipped: u64,
+    /// Requests sent again (sync mode: 429, 5xx, timeouts).
+    pub retries: u64,
     pub batches_submitted: u64,
     pub batches_emitted: u64,
     pub api_calls: u64,
@@ -145,10 +149,15 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
     /// One turn; false once the run is over.
     pub fn step(&mut self) -> anyhow::Result<bool> {
         if self.env.stop_requested() {
-            self.commit()?;
-            self.interrupted = true;
-            tracing::info!("stopping: state is committed; run the same command again to resume");
-            return Ok(false);
+            let now = self.env.now();
+            if self.operator.stop(&mut self.turn, now) {
+                self.commit()?;
+                self.interrupted = true;
+                tracing::info!(
+                    "stopping: state is committed; run the same command again to resume"
+                );
+                return Ok(false);
+            }
         }
         if let Some(lanes) = self.ledger.lane_changes()? {
             tracing::info!(lanes = ?lanes, "lanes assigned; resuming them from the committed state");

@@ -2,8 +2,10 @@
 //! abort (as kill -9 would) the first time it reaches that point. Names:
 //! `after-create` (a batch exists at the provider, its id not yet recorded),
 //! `before-emit-commit` (output appended and synced, commit not yet made),
-//! `after-cut` (batch file sealed, cut not yet committed).
-//! Hand-rolled rather than the `fail` crate: three points, one env var.
+//! `after-cut` (batch file sealed, cut not yet committed),
+//! `sync-before-commit` (synchronous mode: output appended and synced,
+//! commit not yet made). Hand-rolled rather than the `fail` crate: four
+//! points, one env var.
 
 use std::sync::OnceLock;
 

@@ -25,6 +25,7 @@ mod operator;
 pub mod progress;
 pub mod provider;
 pub mod record;
+pub mod sync;
 mod turn;
 
 pub use driver::{Driver, Env, Options, RealEnv, Summary};

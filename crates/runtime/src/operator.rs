@@ -51,6 +51,16 @@ pub trait Operator {
         now: Millis,
     ) -> anyhow::Result<()>;
 
+    /// A stop was requested (SIGINT/SIGTERM). Called at every turn from
+    /// then on until it answers true; then the driver commits the turn and
+    /// ends. The default ends at once: what is in flight is resumed by the
+    /// next run. An operator whose calls answer soon (synchronous mode)
+    /// starts none any more and waits for those in flight, so that no
+    /// answer is paid for twice.
+    fn stop(&mut self, _turn: &mut Turn, _now: Millis) -> bool {
+        true
+    }
+
     /// When [`tick`](Self::tick) has something to do next.
     fn next_wake(&self) -> Option<Millis>;
 

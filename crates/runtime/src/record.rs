@@ -37,6 +37,15 @@ pub fn skip_bom(line: &[u8]) -> &[u8] {
 }
 
 impl<'k> Fields<'k> {
+    /// [`parse`](Self::parse) a record's value (a Kafka record may have
+    /// none).
+    pub fn parse_value<'a>(&self, value: Option<&'a [u8]>) -> Result<Usable<'a>, Unusable> {
+        match value {
+            None => Err(Unusable("record has no value".into())),
+            Some(v) => self.parse(v),
+        }
+    }
+
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<Usable<'a>, Unusable> {
         let line = skip_bom(line);
         // Checked once for the whole line: the parser below skips the other

@@ -84,10 +84,12 @@ struct Lane<T> {
 
 /// A lane's progress: what a commit makes durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mark<'a> {
+pub struct Mark {
     pub lane: LaneId,
     pub watermark: u64,
-    pub ahead: &'a BTreeSet<u64>,
+    /// Emitted beyond the watermark: by this run, or by an earlier one
+    /// and not read again yet (a commit must not forget those).
+    pub ahead: BTreeSet<u64>,
 }
 
 /// Every lane's window, the stash of records `R` not yet admitted, and the
@@ -251,11 +253,11 @@ impl<T, R> SyncCore<T, R> {
     }
 
     /// Every lane's watermark and records ahead of it.
-    pub fn marks(&self) -> impl Iterator<Item = Mark<'_>> {
+    pub fn marks(&self) -> impl Iterator<Item = Mark> + '_ {
         self.lanes.iter().map(|(&lane, l)| Mark {
             lane,
             watermark: l.window.watermark(),
-            ahead: l.window.ahead(),
+            ahead: l.window.ahead().union(&l.restored).copied().collect(),
         })
     }
 }
@@ -337,16 +339,21 @@ mod tests {
     fn restored_records_are_skipped_and_stay_ahead_until_the_watermark_passes() {
         let mut c = core(false, false);
         let mut em = Emitted::default();
-        c.open_lane(3, 10, BTreeSet::from([11]));
+        c.open_lane(3, 10, BTreeSet::from([11, 12]));
         let a = c.admit(3, 10, 11, || Kind::Request, &mut em);
+        // Not read again yet: still ahead.
+        assert_eq!(c.marks().next().unwrap().ahead, BTreeSet::from([11, 12]));
         let skipped = c.admit(3, 11, 12, || unreachable!("not parsed"), &mut em);
         assert_eq!(skipped, Admitted::Skipped);
         let m: Vec<_> = c.marks().collect();
-        assert_eq!((m[0].watermark, m[0].ahead.len()), (10, 1));
+        assert_eq!((m[0].watermark, m[0].ahead.len()), (10, 2));
         let Admitted::Request(a) = a else { panic!() };
         c.answered(3, a, Some("A\n"), &mut em);
         let m: Vec<_> = c.marks().collect();
-        assert_eq!((m[0].lane, m[0].watermark, m[0].ahead.len()), (3, 12, 0));
+        assert_eq!(
+            (m[0].lane, m[0].watermark, &m[0].ahead),
+            (3, 12, &BTreeSet::from([12]))
+        );
         assert_eq!(
             c.admit(9, 0, 1, || Kind::Request, &mut em),
             Admitted::NoLane

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use batch_core::{CoreConfig, LaneId};
+use batch_core::CoreConfig;
 use kafka_io::{KafkaIo, Settings};
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
 use runtime::batch::calls::{CallCounts, Caller};
@@ -17,8 +17,8 @@ use runtime::batch::spool::Spool;
 use runtime::batch::{BatchOperator, BatchSettings};
 use runtime::ledger::file::FileLedger;
 use runtime::ledger::kafka::KafkaLedger;
-use runtime::ledger::{write_dead_letter, Ledger, Record, RecordKind};
-use runtime::{Driver, RealEnv};
+use runtime::ledger::Ledger;
+use runtime::{Driver, Operator, RealEnv};
 use tokio::runtime::Handle;
 
 pub use runtime::{now_ms, Summary};
@@ -103,10 +103,11 @@ fn operator(
     ))
 }
 
-fn drive<L: Ledger>(
+/// Run `op` over `ledger` until the end, or a stop.
+pub(crate) fn drive<L: Ledger, O: Operator>(
     ledger: L,
-    op: BatchOperator,
-    rx: std::sync::mpsc::Receiver<(u64, runtime::batch::calls::Msg)>,
+    op: O,
+    rx: std::sync::mpsc::Receiver<(u64, O::Answer)>,
     opts: Options,
     driver_opts: runtime::Options,
 ) -> anyhow::Result<Summary> {
@@ -121,7 +122,8 @@ fn drive<L: Ledger>(
     Ok(summary)
 }
 
-pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Result<Summary> {
+/// The file ledger of a pipeline with a file source and file sinks.
+pub(crate) fn file_ledger(cfg: &PipelineConfig) -> anyhow::Result<FileLedger> {
     let SourceConfig::File { path: input } = &cfg.source else {
         bail!("this build reads file sources only")
     };
@@ -132,9 +134,29 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
     else {
         bail!("this build writes file sinks only")
     };
-    let dir = state_dir(cfg);
-    let ledger = FileLedger::open(input, out_path, dlq_path, &dir)?;
-    let (op, rx) = operator(cfg, rt, LocalDir::new(dir), false)?;
+    FileLedger::open(input, out_path, dlq_path, &state_dir(cfg))
+}
+
+/// The Kafka ledger of a pipeline, as one instance of its group (named
+/// by the returned id).
+pub(crate) fn kafka_ledger(
+    cfg: &PipelineConfig,
+    rt: &Handle,
+    until_idle: bool,
+) -> anyhow::Result<(KafkaLedger, String)> {
+    let instance = format!("{:016x}", rand::random::<u64>());
+    let settings = settings(cfg, &instance)?;
+    let targets = (
+        settings.output_topic.clone(),
+        settings.dlq_topic.clone().unwrap_or_default(),
+    );
+    let io = KafkaIo::connect(settings, rt)?;
+    Ok((KafkaLedger::new(io, until_idle, targets), instance))
+}
+
+pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Result<Summary> {
+    let ledger = file_ledger(cfg)?;
+    let (op, rx) = operator(cfg, rt, LocalDir::new(state_dir(cfg)), false)?;
     let driver_opts = runtime::Options {
         read_burst: 4096,
         idle_wait: Duration::from_millis(200),
@@ -151,20 +173,13 @@ pub fn run_kafka(
     opts: Options,
     until_idle: bool,
 ) -> anyhow::Result<Summary> {
-    let instance = format!("{:016x}", rand::random::<u64>());
-    let settings = settings(cfg, &instance)?;
-    let targets = (
-        settings.output_topic.clone(),
-        settings.dlq_topic.clone().unwrap_or_default(),
-    );
-    let io = KafkaIo::connect(settings, &rt)?;
+    let (ledger, instance) = kafka_ledger(cfg, &rt, until_idle)?;
     // Each instance has its own local directory: lanes move between
     // instances, and a batch file is rebuilt from Kafka when missing.
     let dir = state_dir(cfg).join(format!("instance-{instance}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let result = (|| {
         let (op, rx) = operator(cfg, rt, LocalDir::new(dir.clone()), true)?;
-        let ledger = KafkaLedger::new(io, until_idle, targets);
         let driver_opts = runtime::Options {
             read_burst: 2048,
             idle_wait: Duration::from_millis(20),
@@ -180,7 +195,7 @@ pub fn run_kafka(
 
 /// How to reach Kafka for this pipeline; `instance` makes the
 /// transactional id unique (zombies are fenced by the group generation).
-pub(crate) fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
+fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
     let SourceConfig::Kafka(src) = &cfg.source else {
         bail!("not a kafka source")
     };
@@ -203,28 +218,4 @@ pub(crate) fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<S
         transactional_id: format!("mlpredict-{}-{instance}", cfg.name),
         timeout: Duration::from_secs(30),
     })
-}
-
-pub(crate) use settings as kafka_settings;
-
-/// A Kafka dead letter (one JSON value, no newline).
-pub(crate) fn kafka_dead_letter(
-    partition: i32,
-    offset: i64,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    reason: &str,
-) -> Vec<u8> {
-    let record = Record {
-        lane: partition as LaneId,
-        pos: offset as u64,
-        next: offset as u64 + 1,
-        kind: RecordKind::Kafka,
-        key,
-        value,
-    };
-    let mut out = Vec::new();
-    write_dead_letter(&mut out, &record, reason);
-    out.pop();
-    out
 }

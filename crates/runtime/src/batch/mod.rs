@@ -22,7 +22,7 @@ use batch_core::{
 
 use crate::ledger::{write_dead_letter, BatchRecords, LaneState, Record};
 use crate::operator::Operator;
-use crate::record::{Fields, Unusable};
+use crate::record::Fields;
 use crate::{LaneMark, Lines, Summary, Turn};
 use calls::{Caller, Msg};
 use emit::{JoinInput, OutputShape};
@@ -383,14 +383,7 @@ impl Operator for BatchOperator {
     }
 
     fn on_record(&mut self, r: Record<'_>, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
-        let parsed = match r.value {
-            None => Err(Unusable("record has no value".into())),
-            Some(v) => Fields {
-                input: &self.input_field,
-                output: &self.output_field,
-            }
-            .parse(v),
-        };
+        let parsed = self.fields().parse_value(r.value);
         match parsed {
             Ok(usable) => {
                 write_custom_id(&mut self.custom_id, r.lane, r.pos);

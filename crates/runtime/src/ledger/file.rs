@@ -91,7 +91,12 @@ impl FileLedger {
         if !turn.outputs.is_empty() || !turn.emitted.is_empty() {
             self.output.append(turn.outputs.bytes())?;
             self.output.sync()?;
-            failpoint::hit("before-emit-commit");
+            // Batch mode emits batches; synchronous mode lines alone.
+            failpoint::hit(if turn.emitted.is_empty() {
+                "sync-before-commit"
+            } else {
+                "before-emit-commit"
+            });
         }
         let now = crate::now_ms();
         let marks: Vec<_> = turn

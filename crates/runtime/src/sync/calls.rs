@@ -1,0 +1,55 @@
+//! Synchronous requests, run on the async runtime; each answer comes back
+//! to the driver's channel tagged with the epoch it was sent in.
+
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use batch_api::sync::{Client, Done, Job};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+pub struct SyncCaller {
+    pub client: Arc<Client>,
+    rt: Handle,
+    tx: Sender<(u64, Done)>,
+    epoch: u64,
+    /// Set: the requests of this epoch stop (those waiting to be sent or
+    /// in backoff answer `Dropped`; one already sent finishes).
+    stop: watch::Sender<bool>,
+}
+
+impl SyncCaller {
+    pub fn new(client: Arc<Client>, rt: Handle, tx: Sender<(u64, Done)>) -> Self {
+        Self {
+            client,
+            rt,
+            tx,
+            epoch: 0,
+            stop: watch::channel(false).0,
+        }
+    }
+
+    pub fn send(&self, job: Job) {
+        let (client, stop, tx, epoch) = (
+            self.client.clone(),
+            self.stop.subscribe(),
+            self.tx.clone(),
+            self.epoch,
+        );
+        self.rt.spawn(async move {
+            let _ = tx.send((epoch, client.call(job, stop).await));
+        });
+    }
+
+    /// Stop every request sent so far.
+    pub fn halt(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Stop the requests of the old epoch; send the next ones in `epoch`.
+    pub fn restart(&mut self, epoch: u64) {
+        self.halt();
+        self.stop = watch::channel(false).0;
+        self.epoch = epoch;
+    }
+}
