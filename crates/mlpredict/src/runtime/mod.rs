@@ -195,7 +195,7 @@ pub fn run_kafka(
 
 /// How to reach Kafka for this pipeline; `instance` makes the
 /// transactional id unique (zombies are fenced by the group generation).
-fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
+pub(crate) fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
     let SourceConfig::Kafka(src) = &cfg.source else {
         bail!("not a kafka source")
     };
@@ -219,3 +219,5 @@ fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
         timeout: Duration::from_secs(30),
     })
 }
+
+pub(crate) use settings as kafka_settings;

@@ -49,7 +49,7 @@ pub fn run(
         output_field: cfg.model.output.clone(),
     };
     let (tx, rx) = channel();
-    let caller = SyncCaller::new(client(cfg, format, task)?, rt.clone(), tx);
+    let caller = SyncCaller::new(client(cfg, format, task)?, Arc::new(rt.clone()), tx);
     let op = SyncOperator::new(settings, caller);
     let driver_opts = runtime::Options {
         read_burst: READ_BURST,

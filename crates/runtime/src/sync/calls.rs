@@ -5,12 +5,13 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use batch_api::sync::{Client, Done, Job};
-use tokio::runtime::Handle;
 use tokio::sync::watch;
+
+use crate::batch::calls::Spawn;
 
 pub struct SyncCaller {
     pub client: Arc<Client>,
-    rt: Handle,
+    rt: Arc<dyn Spawn>,
     tx: Sender<(u64, Done)>,
     epoch: u64,
     /// Set: the requests of this epoch stop (those waiting to be sent or
@@ -19,7 +20,7 @@ pub struct SyncCaller {
 }
 
 impl SyncCaller {
-    pub fn new(client: Arc<Client>, rt: Handle, tx: Sender<(u64, Done)>) -> Self {
+    pub fn new(client: Arc<Client>, rt: Arc<dyn Spawn>, tx: Sender<(u64, Done)>) -> Self {
         Self {
             client,
             rt,
@@ -36,9 +37,9 @@ impl SyncCaller {
             self.tx.clone(),
             self.epoch,
         );
-        self.rt.spawn(async move {
+        self.rt.spawn(Box::pin(async move {
             let _ = tx.send((epoch, client.call(job, stop).await));
-        });
+        }));
     }
 
     /// Stop every request sent so far.
