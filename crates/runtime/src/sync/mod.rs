@@ -468,3 +468,6 @@ impl Operator for SyncOperator {
         self.caller.halt();
     }
 }
+
+#[cfg(test)]
+mod tests;
