@@ -22,19 +22,25 @@ fn seeds() -> Vec<u64> {
     (0..n).collect()
 }
 
-#[test]
-fn batch_mode_exactly_once_under_faults_crashes_and_lane_moves() {
+fn quiet_crashes() {
     // Injected crashes unwind through the driver: keep them quiet.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if info.payload().downcast_ref::<&str>() != Some(&runtime::ledger::mem::CRASH) {
-            default_hook(info);
-        }
-    }));
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&runtime::ledger::mem::CRASH) {
+                default_hook(info);
+            }
+        }));
+    });
+}
+
+fn simulate(mode: sim::Mode) -> sim::Totals {
+    quiet_crashes();
     let mut totals = sim::Totals::default();
     for seed in seeds() {
         let result = std::panic::catch_unwind(|| {
-            let mut world = sim::World::new(seed);
+            let mut world = sim::World::new(seed, mode);
             world.run();
             world.check();
             world.totals()
@@ -47,11 +53,17 @@ fn batch_mode_exactly_once_under_faults_crashes_and_lane_moves() {
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                panic!("seed {seed} failed: {msg}\nreplay with: SIM_SEED={seed} cargo test -p runtime --test driver_sim");
+                panic!("{mode:?} mode, seed {seed} failed: {msg}\nreplay with: SIM_SEED={seed} cargo test -p runtime --test driver_sim");
             }
         }
     }
-    eprintln!("driver simulation totals: {totals:?}");
+    eprintln!("driver simulation totals, {mode:?} mode: {totals:?}");
+    totals
+}
+
+#[test]
+fn batch_mode_exactly_once_under_faults_crashes_and_lane_moves() {
+    let totals = simulate(sim::Mode::Batch);
     // Every fault must have happened, or the run proves nothing.
     if std::env::var("SIM_SEED").is_err() {
         let t = &totals;
@@ -67,5 +79,19 @@ fn batch_mode_exactly_once_under_faults_crashes_and_lane_moves() {
             "{t:?}"
         );
         assert!(t.lists > 0 && t.download_failures > 0, "{t:?}");
+    }
+}
+
+#[test]
+fn sync_mode_exactly_once_under_crashes_and_lane_moves() {
+    let totals = simulate(sim::Mode::Sync);
+    if std::env::var("SIM_SEED").is_err() {
+        let t = &totals;
+        assert!(t.crashes > 0 && t.crashes_after_commit > 0, "{t:?}");
+        assert!(t.error_outputs > 0, "{t:?}");
+        assert!(
+            t.lane_moves > 0 && t.fenced_commits > 0 && t.aborted_commits > 0,
+            "{t:?}"
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Synchronous requests, run on the async runtime; each answer comes back
 //! to the driver's channel tagged with the epoch it was sent in.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -9,8 +12,36 @@ use tokio::sync::watch;
 
 use crate::batch::calls::Spawn;
 
+/// The synchronous endpoint as the operator sees it: one record's request,
+/// retried inside, and its answer. The provider's client in a pipeline, a
+/// simulated endpoint in the simulation.
+pub trait SyncEndpoint: Send + Sync + 'static {
+    fn call(
+        self: Arc<Self>,
+        job: Job,
+        stop: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = Done> + Send>>;
+
+    /// `(calls made, calls failed)`, retries included.
+    fn counts(&self) -> (u64, u64);
+}
+
+impl SyncEndpoint for Client {
+    fn call(
+        self: Arc<Self>,
+        job: Job,
+        stop: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = Done> + Send>> {
+        Box::pin(Client::call(self, job, stop))
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        (self.calls.load(Relaxed), self.failed_calls.load(Relaxed))
+    }
+}
+
 pub struct SyncCaller {
-    pub client: Arc<Client>,
+    pub client: Arc<dyn SyncEndpoint>,
     rt: Arc<dyn Spawn>,
     tx: Sender<(u64, Done)>,
     epoch: u64,
@@ -20,7 +51,7 @@ pub struct SyncCaller {
 }
 
 impl SyncCaller {
-    pub fn new(client: Arc<Client>, rt: Arc<dyn Spawn>, tx: Sender<(u64, Done)>) -> Self {
+    pub fn new(client: Arc<dyn SyncEndpoint>, rt: Arc<dyn Spawn>, tx: Sender<(u64, Done)>) -> Self {
         Self {
             client,
             rt,

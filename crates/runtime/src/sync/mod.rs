@@ -26,7 +26,7 @@ use crate::ledger::{write_dead_letter, BatchRecords, LaneState, Record, RecordKi
 use crate::operator::Operator;
 use crate::record::{skip_bom, Fields};
 use crate::{LaneMark, Lines, Summary, Turn};
-pub use calls::SyncCaller;
+pub use calls::{SyncCaller, SyncEndpoint};
 
 /// Group commit: at most this long between an answer and its commit...
 pub const COMMIT_INTERVAL_MS: Millis = 200;
@@ -452,7 +452,6 @@ impl Operator for SyncOperator {
     }
 
     fn summarize(&self, s: &mut Summary) {
-        use std::sync::atomic::Ordering::Relaxed;
         let c = self.counts;
         s.ok += c.ok;
         s.errors += c.errors;
@@ -460,8 +459,9 @@ impl Operator for SyncOperator {
         s.skipped += c.skipped;
         s.retries += c.retries;
         s.tokens += c.tokens;
-        s.api_calls += self.caller.client.calls.load(Relaxed);
-        s.api_errors += self.caller.client.failed_calls.load(Relaxed);
+        let (calls, failed) = self.caller.client.counts();
+        s.api_calls += calls;
+        s.api_errors += failed;
     }
 
     fn finish(&mut self, _cancel_inflight: bool) {
