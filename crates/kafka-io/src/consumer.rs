@@ -111,6 +111,18 @@ pub(crate) fn group_config(s: &Settings) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
+    match (
+        s.consumer_props.get("group.instance.id"),
+        &s.group_instance_id,
+    ) {
+        (Some(user), _) if user.is_empty() => {
+            cc.remove("group.instance.id");
+        }
+        (None, Some(id)) => {
+            cc.set("group.instance.id", id);
+        }
+        _ => {}
+    }
     cc
 }
 

@@ -41,6 +41,10 @@ pub struct Settings {
     /// Unique per instance; zombies are fenced by the consumer group
     /// generation (KIP-447), not by a shared transactional id.
     pub transactional_id: String,
+    /// Static group membership (KIP-345): a restarted instance with the
+    /// same id takes its partitions back without a rebalance. A
+    /// `group.instance.id` in `consumer_props` wins (empty: none).
+    pub group_instance_id: Option<String>,
     pub timeout: Duration,
 }
 

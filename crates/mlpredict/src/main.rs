@@ -64,6 +64,13 @@ enum Command {
         /// sources always stop at the end of the file.
         #[arg(long)]
         until_idle: bool,
+        /// Kafka sources: this instance's id, the same at every restart
+        /// (it names the transactional producer and the static group
+        /// member, so a restart fences what a killed run left open). Unique
+        /// per running instance, e.g. a StatefulSet pod's name. Default:
+        /// {hostname}-{N}, N the lowest slot free on this machine.
+        #[arg(long, env = "MLPREDICT_INSTANCE_ID", value_name = "ID")]
+        instance_id: Option<String>,
     },
     /// Show a pipeline's batches from its state database.
     #[command(after_help = STATUS_COLUMNS)]
@@ -159,6 +166,7 @@ fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             define,
             cancel_inflight,
             until_idle,
+            instance_id,
         } => {
             let cfg = load_config(&config, &define)?;
             let file_source = matches!(cfg.source, pipeline_config::SourceConfig::File { .. });
@@ -178,14 +186,24 @@ fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 progress: std::io::stderr().is_terminal(),
             };
             if !cfg.batch.enabled {
-                let summary = sync_mode::run(&cfg, rt.handle().clone(), opts, until_idle)?;
+                let summary = sync_mode::run(
+                    &cfg,
+                    rt.handle().clone(),
+                    opts,
+                    until_idle,
+                    instance_id.as_deref(),
+                )?;
                 sync_mode::print_summary(&summary);
                 return Ok(run_exit_code(summary.interrupted));
             }
             let summary = match &cfg.source {
-                pipeline_config::SourceConfig::Kafka(_) => {
-                    runtime::run_kafka(&cfg, rt.handle().clone(), opts, until_idle)?
-                }
+                pipeline_config::SourceConfig::Kafka(_) => runtime::run_kafka(
+                    &cfg,
+                    rt.handle().clone(),
+                    opts,
+                    until_idle,
+                    instance_id.as_deref(),
+                )?,
                 // The batch operator refuses a lane an interrupted
                 // ALLOW_UNORDERED synchronous run left records ahead in.
                 pipeline_config::SourceConfig::File { .. } => {

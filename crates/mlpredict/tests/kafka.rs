@@ -59,6 +59,15 @@ async fn two_instances_one_killed_stay_exactly_once() {
     assert_eq!(ok + err, n);
     assert!(err < n / 10, "{err} errors");
     assert_no_double_pay(&p.server);
+    // Issue 14: the killed instance's directory is its slot, which its
+    // restart took again and emptied; nothing is left behind.
+    let dirs = instance_dirs(&p.config);
+    assert_eq!(
+        dirs.keys().collect::<Vec<_>>(),
+        ["instance-0", "instance-1"],
+        "{dirs:?}"
+    );
+    assert!(dirs.values().all(|f| f == &[".lock"]), "{dirs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,7 @@ impl Kafka {
             producer_props: BTreeMap::new(),
             // The same on every open: a reopen fences what a crash left.
             transactional_id: format!("conf-t-{id}"),
+            group_instance_id: Some(format!("conf-i-{id}")),
             timeout: Duration::from_secs(30),
         };
         Self { rt, settings }

@@ -15,6 +15,7 @@ fn settings(props: &[(&str, &str)]) -> Settings {
             .collect(),
         producer_props: BTreeMap::new(),
         transactional_id: "t".into(),
+        group_instance_id: Some("i".into()),
         timeout: Duration::from_secs(1),
     }
 }

@@ -1,13 +1,15 @@
 //! Batch mode, wired from the configuration: the batch operator on the
 //! one driver (`crates/runtime`), over the file ledger or the Kafka ledger.
 
+pub mod instance;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use batch_core::CoreConfig;
 use kafka_io::{KafkaIo, Settings};
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
@@ -137,15 +139,17 @@ pub(crate) fn file_ledger(cfg: &PipelineConfig) -> anyhow::Result<FileLedger> {
     FileLedger::open(input, out_path, dlq_path, &state_dir(cfg))
 }
 
-/// The Kafka ledger of a pipeline, as one instance of its group (named
-/// by the returned id).
+/// The Kafka ledger of a pipeline, as one instance of its group: the
+/// returned [`instance::Instance`] (`instance_id`: `--instance-id`, else
+/// the lowest free slot on this machine), held for as long as it lives.
 pub(crate) fn kafka_ledger(
     cfg: &PipelineConfig,
     rt: &Handle,
     until_idle: bool,
-) -> anyhow::Result<(KafkaLedger, String)> {
-    let instance = format!("{:016x}", rand::random::<u64>());
-    let settings = settings(cfg, &instance)?;
+    instance_id: Option<&str>,
+) -> anyhow::Result<(KafkaLedger, instance::Instance)> {
+    let instance = instance::Instance::claim(&state_dir(cfg), instance_id)?;
+    let settings = settings(cfg, &instance.id)?;
     let targets = (
         settings.output_topic.clone(),
         settings.dlq_topic.clone().unwrap_or_default(),
@@ -172,14 +176,13 @@ pub fn run_kafka(
     rt: Handle,
     opts: Options,
     until_idle: bool,
+    instance_id: Option<&str>,
 ) -> anyhow::Result<Summary> {
-    let (ledger, instance) = kafka_ledger(cfg, &rt, until_idle)?;
+    let (ledger, inst) = kafka_ledger(cfg, &rt, until_idle, instance_id)?;
     // Each instance has its own local directory: lanes move between
     // instances, and a batch file is rebuilt from Kafka when missing.
-    let dir = state_dir(cfg).join(format!("instance-{instance}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let result = (|| {
-        let (op, rx) = operator(cfg, rt, LocalDir::new(dir.clone()), true)?;
+        let (op, rx) = operator(cfg, rt, LocalDir::new(inst.dir.clone()), true)?;
         let driver_opts = runtime::Options {
             read_burst: 2048,
             idle_wait: Duration::from_millis(20),
@@ -189,12 +192,16 @@ pub fn run_kafka(
         };
         drive(ledger, op, rx, opts, driver_opts)
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = inst.clear() {
+        tracing::warn!(error = %format!("{e:#}"), "cannot empty the instance directory");
+    }
     result
 }
 
-/// How to reach Kafka for this pipeline; `instance` makes the
-/// transactional id unique (zombies are fenced by the group generation).
+/// How to reach Kafka for this pipeline; `instance` names the
+/// transactional id and the static group member, the same at every
+/// restart of this instance (zombies are fenced by the group generation,
+/// and a restart fences at once what its predecessor left open).
 pub(crate) fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<Settings> {
     let SourceConfig::Kafka(src) = &cfg.source else {
         bail!("not a kafka source")
@@ -216,6 +223,7 @@ pub(crate) fn settings(cfg: &PipelineConfig, instance: &str) -> anyhow::Result<S
         consumer_props: src.properties.clone(),
         producer_props: sink.properties.clone(),
         transactional_id: format!("mlpredict-{}-{instance}", cfg.name),
+        group_instance_id: Some(format!("mlpredict-{}-{instance}", cfg.name)),
         timeout: Duration::from_secs(30),
     })
 }

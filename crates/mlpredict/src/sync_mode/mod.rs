@@ -35,6 +35,7 @@ pub fn run(
     rt: Handle,
     opts: Options,
     until_idle: bool,
+    instance_id: Option<&str>,
 ) -> anyhow::Result<Summary> {
     let kafka = matches!(cfg.source, SourceConfig::Kafka(_));
     let (format, task) = provider::wire_of(&cfg.model)?;
@@ -60,7 +61,8 @@ pub fn run(
         progress: opts.progress,
     };
     if kafka {
-        let (ledger, _instance) = kafka_ledger(cfg, &rt, until_idle)?;
+        // The instance is held for the whole run.
+        let (ledger, _instance) = kafka_ledger(cfg, &rt, until_idle, instance_id)?;
         drive(ledger, op, rx, opts, driver_opts)
     } else {
         drive(file_ledger(cfg)?, op, rx, opts, driver_opts)

@@ -171,6 +171,31 @@ fn wait_for_code(mut inst: Instance, what: &str, code: i32) {
     );
 }
 
+/// The instance directories a pipeline's runs left under its local dir,
+/// each with the files in it (`kafka_config`: `{dir}/local/{group}`).
+pub fn instance_dirs(config: &Path) -> BTreeMap<String, Vec<String>> {
+    let group = config.file_stem().unwrap();
+    let base = config.parent().unwrap().join("local").join(group);
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    names(&base)
+        .into_iter()
+        .filter(|n| n.starts_with("instance-"))
+        .map(|n| {
+            let files = names(&base.join(&n));
+            (n, files)
+        })
+        .collect()
+}
+
 /// Every input id exactly once, ok with the mock's answer or an error.
 pub fn check(bootstrap: &str, topic: &str, n: usize) -> (usize, usize) {
     let out = read_all(bootstrap, topic, 3);
