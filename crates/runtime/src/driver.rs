@@ -37,6 +37,24 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
+impl Summary {
+    /// Add the counts of `other` (an operator's) to these.
+    pub fn add_counts(&mut self, other: &Summary) {
+        self.records_read += other.records_read;
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.dead_letters += other.dead_letters;
+        self.retried += other.retried;
+        self.skipped += other.skipped;
+        self.retries += other.retries;
+        self.batches_submitted += other.batches_submitted;
+        self.batches_emitted += other.batches_emitted;
+        self.api_calls += other.api_calls;
+        self.api_errors += other.api_errors;
+        self.tokens += other.tokens;
+    }
+}
+
 pub struct Options {
     /// Records handed to the operator per turn at most.
     pub read_burst: usize,

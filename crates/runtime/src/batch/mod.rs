@@ -43,17 +43,6 @@ pub struct BatchSettings {
     pub cleanup_remote: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    ok: u64,
-    errors: u64,
-    dead_letters: u64,
-    retried: u64,
-    batches_submitted: u64,
-    batches_emitted: u64,
-    tokens: u64,
-}
-
 pub struct BatchOperator {
     core: Core,
     template: RequestTemplate,
@@ -76,7 +65,8 @@ pub struct BatchOperator {
     actions: Vec<Action>,
     custom_id: String,
     line: Vec<u8>,
-    counts: Counts,
+    /// What it did, in the run summary's terms.
+    counts: Summary,
 }
 
 impl BatchOperator {
@@ -98,7 +88,7 @@ impl BatchOperator {
             actions: Vec::new(),
             custom_id: String::new(),
             line: Vec::new(),
-            counts: Counts::default(),
+            counts: Summary::default(),
         }
     }
 
@@ -502,14 +492,7 @@ impl Operator for BatchOperator {
     }
 
     fn summarize(&self, s: &mut Summary) {
-        let c = self.counts;
-        s.ok += c.ok;
-        s.errors += c.errors;
-        s.dead_letters += c.dead_letters;
-        s.retried += c.retried;
-        s.batches_submitted += c.batches_submitted;
-        s.batches_emitted += c.batches_emitted;
-        s.tokens += c.tokens;
+        s.add_counts(&self.counts);
         s.api_calls += self.caller.counts.total();
         s.api_errors += self
             .caller

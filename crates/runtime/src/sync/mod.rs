@@ -100,16 +100,6 @@ struct Staged {
     next_seq: u64,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    ok: u64,
-    errors: u64,
-    dead_letters: u64,
-    skipped: u64,
-    retries: u64,
-    tokens: u64,
-}
-
 pub struct SyncOperator {
     core: SyncCore<Item, Owned>,
     settings: SyncSettings,
@@ -125,7 +115,8 @@ pub struct SyncOperator {
     /// The first fatal answer (credentials refused): the run ends with it
     /// once what was emitted is committed.
     fatal: Option<String>,
-    counts: Counts,
+    /// What it did, in the run summary's terms.
+    counts: Summary,
     body: Vec<u8>,
 }
 
@@ -142,7 +133,7 @@ impl SyncOperator {
             last_flush: 0,
             stopping: false,
             fatal: None,
-            counts: Counts::default(),
+            counts: Summary::default(),
             body: Vec::with_capacity(1024),
         }
     }
@@ -452,13 +443,7 @@ impl Operator for SyncOperator {
     }
 
     fn summarize(&self, s: &mut Summary) {
-        let c = self.counts;
-        s.ok += c.ok;
-        s.errors += c.errors;
-        s.dead_letters += c.dead_letters;
-        s.skipped += c.skipped;
-        s.retries += c.retries;
-        s.tokens += c.tokens;
+        s.add_counts(&self.counts);
         let (calls, failed) = self.caller.client.counts();
         s.api_calls += calls;
         s.api_errors += failed;
