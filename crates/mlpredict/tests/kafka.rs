@@ -8,7 +8,7 @@ mod kafka_common;
 use std::time::Duration;
 
 use common::{
-    assert_no_double_pay, batch_mock, blocking, key_from_env, sigterm, status_rows,
+    assert_no_double_pay, batch_mock, blocking, key_from_env, run_cmd, sigterm, status_rows,
     status_without_key, stderr, KEY_VAR,
 };
 use kafka_common::*;
@@ -78,9 +78,26 @@ async fn dead_letters_go_to_the_dlq_topic() {
     recs.push(("bad2".into(), r#"{"id": 1, "text": 5}"#.into()));
     let p = pipeline(mock_cfg(false), recs, "").await;
     let c = p.config.clone();
-    blocking(move || wait_ok(spawn(&c, true), "run")).await;
+    let out = blocking(move || run_cmd(&c).arg("--until-idle").output().unwrap()).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The summary names where records went (issue 14: it printed nothing).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dlq_topic = format!("{}-dlq", p.output);
+    assert!(
+        stdout.contains(&format!("output: {}\n", p.output)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("dead letters: {dlq_topic}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("302 records read"), "{stdout}");
     check(&p.bootstrap, &p.output, 300);
-    let dlq = read_all(&p.bootstrap, &format!("{}-dlq", p.output), 3);
+    let dlq = read_all(&p.bootstrap, &dlq_topic, 3);
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     for (key, value) in &dlq {
         let v: serde_json::Value = serde_json::from_str(value).unwrap();
