@@ -53,6 +53,9 @@ impl ConsumerContext for RebalanceLog {
 /// What a read of a range is given, per record: its offset, key and value.
 pub type Visit<'f> = dyn FnMut(i64, Option<&[u8]>, Option<&[u8]>) + 'f;
 
+/// [`Visit`] that answers whether to go on.
+type Scan<'f> = dyn FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> bool + 'f;
+
 /// A record read from the input topic.
 pub struct InputRecord<'a> {
     pub partition: i32,
@@ -195,6 +198,41 @@ impl Reader {
         end: i64,
         f: &mut Visit<'_>,
     ) -> anyhow::Result<()> {
+        self.scan(topic, partition, first, end, &mut |o, k, v| {
+            f(o, k, v);
+            true
+        })
+    }
+
+    /// Whether `[first, end)` of a partition holds a committed record (not
+    /// only transaction markers or aborted records).
+    pub(crate) fn any_record(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+        end: i64,
+    ) -> anyhow::Result<bool> {
+        let mut found = false;
+        self.scan(topic, partition, first, end, &mut |_, _, _| {
+            found = true;
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// [`Self::read_partition`], until `f` answers false.
+    fn scan(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+        end: i64,
+        f: &mut Scan<'_>,
+    ) -> anyhow::Result<()> {
+        if first >= end {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(first))?;
         self.consumer.assign(&tpl)?;
@@ -202,8 +240,11 @@ impl Reader {
         loop {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    if m.offset() >= first && m.offset() < end {
-                        f(m.offset(), m.key(), m.payload());
+                    if m.offset() >= first
+                        && m.offset() < end
+                        && !f(m.offset(), m.key(), m.payload())
+                    {
+                        break;
                     }
                     if m.offset() + 1 >= end {
                         break;
@@ -402,6 +443,34 @@ impl KafkaIo {
                 }
             }
         }
+    }
+
+    /// The group's committed offset of every input partition (any member's
+    /// commits); a partition without one is missing.
+    pub fn committed_offsets(&self) -> anyhow::Result<BTreeMap<i32, i64>> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.input_partitions {
+            tpl.add_partition(&self.s.input_topic, p);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, self.s.timeout)
+            .context("cannot read the group's committed offsets")?;
+        Ok(got
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Whether `[first, end)` of an input partition holds a committed
+    /// record.
+    pub fn input_has_record(&self, partition: i32, first: i64, end: i64) -> anyhow::Result<bool> {
+        self.reader
+            .any_record(&self.s.input_topic, partition, first, end)
     }
 
     /// Point the consumer back at a lane's watermark (after a rebuild).

@@ -59,8 +59,9 @@ enum Command {
         /// provider (by default they are resumed at the next start).
         #[arg(long)]
         cancel_inflight: bool,
-        /// Kafka sources: stop once every assigned partition is processed up
-        /// to the end it had when it was assigned (tests, backfills). File
+        /// Kafka sources: stop once the group's input is done: every
+        /// partition committed (by any instance) up to the end it had when
+        /// this one started, no batch of it open (tests, backfills). File
         /// sources always stop at the end of the file.
         #[arg(long)]
         until_idle: bool,

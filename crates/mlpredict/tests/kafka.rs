@@ -70,6 +70,43 @@ async fn two_instances_one_killed_stay_exactly_once() {
     assert!(dirs.values().all(|f| f == &[".lock"]), "{dirs:?}");
 }
 
+/// Issue 13: both instances of a group killed, the second during the
+/// rejoin the first one's restart started, both restarted with
+/// `--until-idle`: every record comes out once, and neither exits before
+/// the group's input is done (when the first exits, all of it is out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_killed_during_a_rebalance_exits_only_when_its_input_is_done() {
+    let _serial = serial();
+    let mut cfg = mock_cfg(false);
+    cfg.in_progress = Duration::from_millis(1000);
+    let n = 3000;
+    let p = pipeline(cfg, records(n), "max.inflight = 8\n").await;
+    let (c, bootstrap, output) = (p.config.clone(), p.bootstrap.clone(), p.output.clone());
+    blocking(move || {
+        let t = std::time::Instant::now();
+        let mut a = spawn(&c, true);
+        let mut b = spawn(&c, true);
+        std::thread::sleep(Duration::from_millis(3000));
+        b.kill();
+        let b2 = spawn(&c, true); // its join starts a rebalance
+        std::thread::sleep(Duration::from_millis(800));
+        a.kill();
+        eprintln!("{:?}: both killed", t.elapsed());
+        let a2 = spawn(&c, true);
+        let other = wait_first_ok(a2, b2, "the restarted instances");
+        eprintln!("{:?}: the first restarted instance exited", t.elapsed());
+        // Exit 0 means done: the whole input is out already.
+        let (ok, err) = check(&bootstrap, &output, n);
+        assert_eq!((ok, err), (n, 0));
+        wait_ok(other, "the other restarted instance");
+        eprintln!("{:?}: both exited", t.elapsed());
+    })
+    .await;
+    let (ok, err) = check(&p.bootstrap, &p.output, n);
+    assert_eq!((ok, err), (n, 0));
+    assert_no_double_pay(&p.server);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_go_to_the_dlq_topic() {
     let _serial = serial();

@@ -191,7 +191,8 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
         self.operator
             .tick(&mut self.turn, self.ledger.records(), now)?;
         self.commit()?;
-        if self.ledger.finished() && self.operator.is_idle() && self.turn.is_empty() {
+        // The ledger last: a Kafka ledger may ask the group.
+        if self.operator.is_idle() && self.turn.is_empty() && self.ledger.finished() {
             return Ok(false);
         }
         if read == 0 {

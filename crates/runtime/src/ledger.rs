@@ -122,7 +122,7 @@ pub trait Ledger {
     fn commit(&mut self, turn: &Turn) -> Result<(), CommitError>;
 
     /// Nothing more will come: every lane held reached its end (and, for a
-    /// group, the assignment settled).
+    /// consumer group, every member's lanes are done: see `kafka`).
     fn finished(&self) -> bool;
 
     /// Where outputs and dead letters go (a path or a topic), for humans.

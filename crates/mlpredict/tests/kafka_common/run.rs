@@ -148,6 +148,29 @@ pub fn wait_ok(inst: Instance, what: &str) {
     wait_for_code(inst, what, 0);
 }
 
+/// Wait for the first of two instances to exit, which must exit 0 within
+/// the same few minutes; returns the other, still running or not.
+pub fn wait_first_ok(mut a: Instance, mut b: Instance, what: &str) -> Instance {
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let first = [&mut a, &mut b]
+            .into_iter()
+            .position(|i| i.child.try_wait().unwrap().is_some());
+        if let Some(i) = first {
+            let (done, other) = if i == 0 { (a, b) } else { (b, a) };
+            wait_ok(done, what);
+            return other;
+        }
+        if std::time::Instant::now() > deadline {
+            let tails = format!("{}\n---\n{}", a.log_tail(), b.log_tail());
+            a.kill();
+            b.kill();
+            panic!("neither of {what} finished within 240 s; their logs end with:\n{tails}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits for an instance sent SIGTERM: it must exit 143 (interrupted,
 /// state committed) within the same few minutes.
 pub fn wait_sigtermed(inst: Instance, what: &str) {

@@ -4,7 +4,15 @@
 //! like the input) and the consumed offsets of every lane held, so an
 //! instance that lost its group generation cannot commit anything. A
 //! lane's records are read again by offset.
+//!
+//! A bounded run (`--until-idle`) is finished when the GROUP's input is
+//! done, not only this instance's lanes: every input partition committed
+//! (by any member) up to the end it had when this instance started, with
+//! no batch of those records still open in the state topic. Until then an
+//! instance whose lanes are done keeps serving the group, and takes over
+//! what a killed member leaves.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -14,9 +22,9 @@ use kafka_io::{KafkaIo, LaneRecord, StateRecord, Txn};
 use super::{BatchRecords, CommitError, Intake, LaneState, Ledger, Record, RecordKind};
 use crate::Turn;
 
-/// How long a bounded run with no partitions waits for some before it
-/// ends (more instances than partitions).
-const IDLE_GRACE: Duration = Duration::from_secs(15);
+/// How often a bounded run whose lanes are done looks at the group's
+/// progress.
+const GROUP_CHECK: Duration = Duration::from_secs(1);
 
 /// The state topic's key for synchronous mode's records ahead.
 const SYNC_AHEAD: &str = crate::batch::SYNC_AHEAD;
@@ -36,12 +44,23 @@ struct Lane {
     committed: i64,
 }
 
+/// Bounded runs: what is known of the group's progress.
+#[derive(Default)]
+struct Group {
+    /// Every input partition's end when this instance started.
+    ends: BTreeMap<i32, i64>,
+    /// Partitions known to be done up to their end: that cannot change.
+    done: BTreeSet<i32>,
+    last_check: Option<Instant>,
+}
+
 pub struct KafkaLedger {
     io: KafkaIo,
     assigned: BTreeSet<i32>,
     lanes: BTreeMap<i32, Lane>,
     until_idle: bool,
-    last_change: Instant,
+    /// `None` until the first lane change (bounded runs only).
+    group: Option<RefCell<Group>>,
     paused: bool,
     txn: Txn,
     targets: (String, String),
@@ -55,11 +74,79 @@ impl KafkaLedger {
             assigned: BTreeSet::new(),
             lanes: BTreeMap::new(),
             until_idle,
-            last_change: Instant::now(),
+            group: None,
             paused: false,
             txn: Txn::default(),
             targets,
         }
+    }
+
+    /// Bounded runs: the end of every input partition, once, at start.
+    fn note_group_ends(&mut self) -> anyhow::Result<()> {
+        if !self.until_idle || self.group.is_some() {
+            return Ok(());
+        }
+        let mut ends = BTreeMap::new();
+        for p in 0..self.io.input_partitions() {
+            ends.insert(p, self.io.end_offset(p)?);
+        }
+        tracing::info!(ends = ?ends, "bounded run: done once the group committed every partition up to these offsets");
+        self.group = Some(RefCell::new(Group {
+            ends,
+            ..Group::default()
+        }));
+        Ok(())
+    }
+
+    /// Whether every input partition is committed up to its end at start
+    /// with nothing of it open; looked at every [`GROUP_CHECK`] at most.
+    fn group_done(&self) -> bool {
+        let Some(group) = &self.group else {
+            return false;
+        };
+        let mut g = group.borrow_mut();
+        if g.last_check.is_some_and(|t| t.elapsed() < GROUP_CHECK) {
+            return false;
+        }
+        g.last_check = Some(Instant::now());
+        match self.check_group(&mut g) {
+            Ok(None) => true,
+            Ok(Some(why)) => {
+                tracing::debug!(waiting_for = %why, "this instance's lanes are done; the group's are not");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot look at the group's progress; retrying");
+                false
+            }
+        }
+    }
+
+    /// `None` when the group is done, else what it waits for.
+    fn check_group(&self, g: &mut Group) -> anyhow::Result<Option<String>> {
+        // Offsets first: the state read after them is at least as new.
+        let committed = self.io.committed_offsets()?;
+        for (&p, &end) in &g.ends.clone() {
+            if g.done.contains(&p) {
+                continue;
+            }
+            let at = committed.get(&p).copied().unwrap_or(0).max(0);
+            // Below the end only transaction markers may be left.
+            if at < end && self.io.input_has_record(p, at, end)? {
+                return Ok(Some(format!("partition {p} committed up to {at} of {end}")));
+            }
+            let st = self.io.read_state(p)?;
+            let open = st
+                .batches
+                .values()
+                .filter(|b| b.phase != Phase::Emitted && (b.first as i64) < end)
+                .count();
+            if open > 0 {
+                return Ok(Some(format!("partition {p} has {open} batches open")));
+            }
+            g.done.insert(p);
+        }
+        Ok(None)
     }
 
     /// Bounded runs: a lane whose consumer passed the end seen when it was
@@ -131,10 +218,10 @@ impl KafkaLedger {
 
 impl Ledger for KafkaLedger {
     fn lane_changes(&mut self) -> anyhow::Result<Option<Vec<LaneId>>> {
+        self.note_group_ends()?;
         if !self.io.update_assignment(&mut self.assigned) {
             return Ok(None);
         }
-        self.last_change = Instant::now();
         self.lanes.clear();
         // librdkafka keeps a partition's pause across a rebalance that
         // hands it back: every lane starts unpaused.
@@ -287,14 +374,11 @@ impl Ledger for KafkaLedger {
         if !self.until_idle {
             return false;
         }
-        // Never in the middle of a rebalance; with no partitions, only
-        // once the group left it none for a while.
-        let settled = !self.assigned.is_empty() || self.last_change.elapsed() > IDLE_GRACE;
-        settled
-            && self
-                .assigned
-                .iter()
-                .all(|p| self.lanes.get(p).is_some_and(|l| l.ended))
+        // This instance's lanes first (cheap), then the whole group's.
+        self.assigned
+            .iter()
+            .all(|p| self.lanes.get(p).is_some_and(|l| l.ended))
+            && self.group_done()
     }
 
     fn targets(&self) -> (String, String) {
