@@ -98,6 +98,11 @@ fn operator(
         input_field: cfg.model.input.clone(),
         output_field: cfg.model.output.clone(),
         cleanup_remote: cfg.batch.cleanup_remote,
+        api_key: cfg
+            .model
+            .api_key
+            .as_ref()
+            .map(|k| batch_api::ApiKey::new(k.expose())),
     };
     Ok((
         BatchOperator::new(settings, caller, Spool::new(local, keep_records)),

@@ -52,6 +52,8 @@ pub struct JoinInput<'a> {
     pub format: WireFormat,
     pub task: Task,
     pub shape: &'a OutputShape,
+    /// Scrubbed from the provider's error texts (they may echo it).
+    pub api_key: Option<&'a batch_api::ApiKey>,
 }
 
 enum Fate<'r> {
@@ -182,7 +184,11 @@ pub fn join<'a>(
                         out.extend_from_slice(br#","status":"error","error":{"code":"#);
                         let _ = serde_json::to_writer(&mut out, code);
                         out.extend_from_slice(br#","message":"#);
-                        let _ = serde_json::to_writer(&mut out, message);
+                        let message = match input.api_key {
+                            Some(k) => k.redact(message),
+                            None => std::borrow::Cow::Borrowed(message),
+                        };
+                        let _ = serde_json::to_writer(&mut out, &message);
                         out.extend_from_slice(b"}}}");
                     }
                 }
@@ -205,4 +211,106 @@ pub fn join<'a>(
         }
     })?;
     Ok(Joined { counts, retry })
+}
+
+#[cfg(test)]
+mod tests {
+    use batch_core::{Batch, Phase};
+
+    use super::*;
+    use crate::ledger::VisitRecord;
+
+    struct Records(Vec<(Position, &'static str)>);
+
+    impl BatchRecords for Records {
+        fn visit(&mut self, _b: &Batch, f: &mut VisitRecord<'_>) -> anyhow::Result<()> {
+            for (p, line) in &self.0 {
+                f(*p, Some(b"k"), line.as_bytes());
+            }
+            Ok(())
+        }
+    }
+
+    fn batch() -> Batch {
+        Batch {
+            id: 1,
+            lane: 0,
+            number: "p-0-0-40".into(),
+            first: 0,
+            end: 40,
+            members: None,
+            generation: 0,
+            attempt: 0,
+            records: 3,
+            phase: Phase::Finished,
+            planned_at: 0,
+            submitted_at: None,
+            file_id: None,
+            remote_id: Some("batch_1".into()),
+            remote_state: None,
+            output_file: None,
+            error_file: None,
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn joins_by_custom_id_retries_what_failed_retriably_and_scrubs_the_key() {
+        let results = vec![concat!(
+            r#"{"custom_id":"0-20","response":{"status_code":400,"body":{"error":{"code":"invalid_request","message":"bad key sk-secret-123456 in request"}}}}"#,
+            "\n",
+            r#"{"custom_id":"0-0","response":{"status_code":200,"body":{"choices":[{"message":{"content":"yes"}}],"usage":{"total_tokens":7}}}}"#,
+            "\n",
+            r#"{"custom_id":"0-30","response":null,"error":{"code":"batch_expired","message":"expired"}}"#,
+            "\n",
+        )
+        .as_bytes()
+        .to_vec()];
+        let fields = Fields {
+            input: "text",
+            output: "prediction",
+        };
+        let key = batch_api::ApiKey::new("sk-secret-123456");
+        let b = batch();
+        let input = JoinInput {
+            batch: &b,
+            final_generation: false,
+            results: &results,
+            fields: &fields,
+            format: WireFormat::OpenAi,
+            task: Task::Chat,
+            shape: &OutputShape::new("prediction"),
+            api_key: Some(&key),
+        };
+        let mut records = Records(vec![
+            (0, r#"{"id":1,"text":"a"}"#),
+            (20, r#"{"id":2,"text":"b"}"#),
+            (30, r#"{"id":3,"text":"c"}"#),
+        ]);
+        let mut lines = Vec::new();
+        let joined = join(&input, &mut records, &mut |k, l| {
+            assert_eq!(k, Some(&b"k"[..]));
+            lines.push(String::from_utf8(l.to_vec()).unwrap());
+        })
+        .unwrap();
+        assert_eq!(joined.retry, vec![30], "the expired request is retried");
+        assert_eq!(
+            (joined.counts.ok, joined.counts.errors, joined.counts.tokens),
+            (1, 1, 7)
+        );
+        let parsed: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(parsed[0]["prediction"], "yes");
+        assert_eq!(parsed[0]["ml_predict"]["custom_id"], "0-0");
+        assert_eq!(parsed[1]["ml_predict"]["status"], "error");
+        let message = parsed[1]["ml_predict"]["error"]["message"]
+            .as_str()
+            .unwrap();
+        assert!(
+            !message.contains("secret") && !message.contains("123456"),
+            "{message}"
+        );
+    }
 }

@@ -41,6 +41,8 @@ pub struct BatchSettings {
     pub input_field: String,
     pub output_field: String,
     pub cleanup_remote: bool,
+    /// Scrubbed from per-request error messages before they are written.
+    pub api_key: Option<batch_api::ApiKey>,
 }
 
 pub struct BatchOperator {
@@ -52,6 +54,7 @@ pub struct BatchOperator {
     output_field: String,
     shape: OutputShape,
     cleanup_remote: bool,
+    api_key: Option<batch_api::ApiKey>,
     pub caller: Caller,
     spool: Spool,
     /// Per lane: dead letters read since its last cut; they become durable
@@ -80,6 +83,7 @@ impl BatchOperator {
             input_field: settings.input_field,
             output_field: settings.output_field,
             cleanup_remote: settings.cleanup_remote,
+            api_key: settings.api_key,
             caller,
             spool,
             dead: BTreeMap::new(),
@@ -243,6 +247,7 @@ impl BatchOperator {
                 format: self.format,
                 task: self.task,
                 shape: &self.shape,
+                api_key: self.api_key.as_ref(),
             },
             &mut self.spool.records(records),
             &mut |key, line| outputs.push(key, line),

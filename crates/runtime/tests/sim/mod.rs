@@ -248,6 +248,7 @@ impl World {
                     input_field: "text".into(),
                     output_field: "prediction".into(),
                     cleanup_remote: self.rng.random_bool(0.5),
+                    api_key: None,
                 };
                 let op = BatchOperator::new(
                     settings,
