@@ -5,21 +5,27 @@
 //!
 //! See `crates/mock-server/README.md` for routes, options and extensions.
 
+// Layers, each using only those above it: base (config, stats, util) →
+// engine (no protocol) → http (shared envelopes and layers) → one module
+// per protocol → router.
 mod config;
-mod error;
-pub mod fake;
-mod faults;
-mod lifecycle;
-mod render;
-mod request;
-mod routes;
 mod stats;
-mod store;
-mod tasks;
 mod util;
 
+mod engine;
+mod http;
+
+mod anthropic;
+mod generic;
+mod openai;
+mod sync;
+
+mod router;
+
+pub use engine::fake;
+
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -33,8 +39,8 @@ use tokio::task::JoinHandle;
 pub use config::{FaultConfig, MockArgs, MockConfig};
 pub use stats::Stats;
 
-use routes::ConnKill;
-use store::{AppState, Shared};
+use engine::store::{AppState, Shared};
+use http::layers::ConnKill;
 
 /// A running mock server.
 pub struct MockServer {
@@ -54,7 +60,7 @@ impl MockServer {
             .local_addr()
             .context("cannot read the bound address")?;
         let state = Arc::new(AppState::new(cfg, addr));
-        let router = routes::router(state.clone());
+        let router = router::router(state.clone());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, router, stopped));
         tracing::info!(%addr, "mock server started");
@@ -72,7 +78,7 @@ impl MockServer {
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/v1`).
     pub fn base_url(&self) -> String {
-        base_url_of(self.addr)
+        util::base_url_of(self.addr)
     }
 
     /// A snapshot of the counters.
@@ -85,15 +91,6 @@ impl MockServer {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
-}
-
-pub(crate) fn base_url_of(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Serves connections ourselves (not `axum::serve`) so that a lost-response

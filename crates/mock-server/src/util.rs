@@ -1,6 +1,7 @@
 //! Small helpers: a stable hash, ids, clocks, base64, a borrowing string.
 
 use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer};
@@ -113,6 +114,16 @@ impl IdGen {
         s.push_str(std::str::from_utf8(&out).expect("ascii"));
         s
     }
+}
+
+/// `http://IP:PORT` of a bound address (loopback for an unspecified one).
+pub(crate) fn base_url_of(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Unix seconds as RFC 3339 (`2024-08-20T18:37:24Z`).

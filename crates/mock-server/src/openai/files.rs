@@ -1,17 +1,17 @@
 //! `/v1/files`: upload, list, retrieve, content, delete.
 
-use axum::extract::multipart::{Field, MultipartRejection};
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{page, parse_limit};
-use crate::error::{ApiError, ApiResult};
-use crate::store::{FileObject, Shared};
+use crate::engine::files::FileObject;
+use crate::engine::store::Shared;
+use crate::http::common::{multipart_error, page, parse_limit, read_capped};
+use crate::http::error::{ApiError, ApiResult};
 
 const PURPOSES: &[&str] = &[
     "assistants",
@@ -21,28 +21,6 @@ const PURPOSES: &[&str] = &[
     "user_data",
     "evals",
 ];
-
-pub(crate) fn multipart_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid(format!("Invalid multipart body: {e}"))
-}
-
-/// Reads a file field, refusing more than `max` bytes without buffering them.
-pub(crate) async fn read_capped(mut field: Field<'_>, max: u64) -> ApiResult<Bytes> {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::invalid("File is too large.").param("file")
-        } else {
-            multipart_error(e)
-        }
-    })? {
-        if (buf.len() + chunk.len()) as u64 > max {
-            return Err(ApiError::invalid("File is too large.").param("file"));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
 
 pub(crate) async fn upload(
     State(st): State<Shared>,

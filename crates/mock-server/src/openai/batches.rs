@@ -8,16 +8,18 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{maybe_lose, page, parse_json, parse_limit, ConnKill};
-use crate::error::{ApiError, ApiResult};
-use crate::faults::Kind;
-use crate::lifecycle::{Batch, Fate};
-use crate::render::batch_json;
-use crate::request::Endpoint;
-use crate::store::Shared;
-use crate::tasks::{Flavor, UrlStyle};
+use super::is_azure;
+use super::render::{self, batch_json};
+use crate::engine::batch::{Batch, Fate};
+use crate::engine::body::{Endpoint, UrlStyle};
+use crate::engine::faults::Kind;
+use crate::engine::input::Flavor;
+use crate::engine::store::Shared;
+use crate::http::common::{check_metadata, page, parse_json, parse_limit};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::layers::{maybe_lose, ConnKill};
 
 #[derive(Deserialize)]
 struct CreateBatch {
@@ -26,76 +28,6 @@ struct CreateBatch {
     completion_window: Option<String>,
     #[serde(default)]
     metadata: Option<Value>,
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Metadata rules of the real API: ≤ 16 string pairs, keys ≤ 64, values ≤ 512.
-pub(crate) fn check_metadata(meta: Option<Value>) -> ApiResult<Option<Map<String, Value>>> {
-    let map = match meta {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(m)) => m,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "Invalid type for 'metadata': expected an object, but got {} instead.",
-                json_type(&other)
-            ))
-            .param("metadata")
-            .code("invalid_type"))
-        }
-    };
-    if map.len() > 16 {
-        return Err(ApiError::invalid(format!(
-            "Invalid 'metadata': too many properties. Expected an object with at most 16 properties, but got an \
-             object with {} properties instead.",
-            map.len()
-        ))
-        .param("metadata")
-        .code("object_above_max_properties"));
-    }
-    for (k, v) in &map {
-        if k.chars().count() > 64 {
-            return Err(ApiError::invalid(format!(
-                "Invalid 'metadata': key too long. Expected a key with maximum length 64, but got a key with \
-                 length {} instead.",
-                k.chars().count()
-            ))
-            .param("metadata")
-            .code("string_above_max_length"));
-        }
-        let Value::String(s) = v else {
-            return Err(ApiError::invalid(format!(
-                "Invalid type for 'metadata.{k}': expected a string, but got {} instead.",
-                json_type(v)
-            ))
-            .param(format!("metadata.{k}"))
-            .code("invalid_type"));
-        };
-        if s.chars().count() > 512 {
-            return Err(ApiError::invalid(format!(
-                "Invalid 'metadata.{k}': string too long. Expected a string with maximum length 512, but got a \
-                 string with length {} instead.",
-                s.chars().count()
-            ))
-            .param(format!("metadata.{k}"))
-            .code("string_above_max_length"));
-        }
-    }
-    Ok(Some(map))
-}
-
-/// Whether a request came through the Azure OpenAI routes (`/openai/...`).
-pub(crate) fn is_azure(uri: &Uri) -> bool {
-    uri.path().starts_with("/openai/")
 }
 
 pub(crate) async fn create(
@@ -154,6 +86,7 @@ pub(crate) async fn create(
             id.clone(),
             seq,
             Flavor::OpenAi(endpoint, style, azure),
+            render::results,
             input_file_id,
             input,
             metadata,
@@ -199,7 +132,11 @@ pub(crate) async fn cancel(
         if !is_openai(b) {
             return None;
         }
-        Some(b.cancel(now, env.cfg).map(|()| batch_json(b, now, env.cfg)))
+        Some(
+            b.cancel(now, env.cfg)
+                .map(|()| batch_json(b, now, env.cfg))
+                .map_err(|s| ApiError::cannot_cancel(s.as_str())),
+        )
     });
     match res.flatten() {
         None => Err(no_batch(&id)),
@@ -222,15 +159,7 @@ pub(crate) async fn list(
     let mut guard = st.lock();
     let store = &mut *guard;
     let (ids, has_more) = page(store.batch_order.iter().rev(), q.after.as_deref(), limit);
-    let mut env = st.env(&mut store.files, &mut store.seen);
-    let mut data: Vec<Value> = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let Some(b) = store.batches.get_mut(id) else {
-            continue;
-        };
-        b.advance(now, &mut env);
-        data.push(batch_json(b, now, env.cfg));
-    }
+    let data = st.advance_each(store, &ids, now, |b, cfg| batch_json(b, now, cfg));
     Ok(Json(json!({
         "object": "list",
         "data": data,

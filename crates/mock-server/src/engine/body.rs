@@ -3,11 +3,11 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::fake;
-use crate::tasks::{BatchError, Outcome};
+use super::fake;
+use super::model::{run, Outcome, Req};
 use crate::util::BStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +42,7 @@ impl Endpoint {
 
     /// Azure accepts `/chat/completions` (its documented form) and the
     /// `/v1/` one.
-    pub(crate) fn parse_azure(s: &str) -> Option<(Self, crate::tasks::UrlStyle)> {
-        use crate::tasks::UrlStyle;
+    pub(crate) fn parse_azure(s: &str) -> Option<(Self, UrlStyle)> {
         match s {
             "/chat/completions" => Some((Endpoint::Chat, UrlStyle::Bare)),
             "/embeddings" => Some((Endpoint::Embeddings, UrlStyle::Bare)),
@@ -52,19 +51,38 @@ impl Endpoint {
     }
 }
 
-pub(crate) enum Req<'a> {
-    Chat {
-        user: Cow<'a, str>,
-        prompt: u32,
-    },
-    Embed {
-        inputs: Vec<Cow<'a, str>>,
-        single: bool,
-    },
-    Invalid {
-        message: String,
-        param: &'static str,
-    },
+/// How line `url`s and the batch `endpoint` name the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UrlStyle {
+    /// `/v1/chat/completions` (OpenAI; also accepted by Azure).
+    V1,
+    /// `/chat/completions` (Azure OpenAI).
+    Bare,
+}
+
+/// One entry of a batch's `errors.data`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) struct BatchError {
+    pub code: String,
+    pub message: String,
+    pub param: Option<String>,
+    pub line: Option<u64>,
+}
+
+impl BatchError {
+    pub(crate) fn new(
+        code: &str,
+        message: impl Into<String>,
+        param: Option<&str>,
+        line: Option<u64>,
+    ) -> Self {
+        BatchError {
+            code: code.into(),
+            message: message.into(),
+            param: param.map(Into::into),
+            line,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -257,33 +275,6 @@ pub(crate) fn sync_request(
     let (model, req) = read_body(raw, Some(endpoint), false)?;
     let outcome = run(&model, &req);
     Ok((model.into_owned(), outcome))
-}
-
-/// The fake model's answer to one request.
-pub(crate) fn run(model: &str, req: &Req<'_>) -> Outcome {
-    match req {
-        Req::Chat { user, prompt } => {
-            let reply = fake::chat_reply(model, user);
-            let completion = fake::tokens(&reply);
-            Outcome::Chat {
-                reply,
-                prompt: *prompt,
-                completion,
-            }
-        }
-        Req::Embed { inputs, single } => Outcome::Embedding {
-            vectors: inputs.iter().map(|s| fake::embedding(s)).collect(),
-            tokens: inputs.iter().map(|s| fake::tokens(s)).sum(),
-            single: *single,
-        },
-        Req::Invalid { message, param } => Outcome::Error {
-            status: 400,
-            kind: "invalid_request_error",
-            code: None,
-            param: Some(param),
-            message: message.clone(),
-        },
-    }
 }
 
 #[derive(Deserialize)]

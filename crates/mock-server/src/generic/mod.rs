@@ -20,15 +20,18 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::batches::check_metadata;
-use super::files::{multipart_error, read_capped};
-use super::{base_from, maybe_lose, page, parse_limit, ConnKill};
-use crate::error::{ApiError, ApiResult};
-use crate::faults::Kind;
-use crate::lifecycle::{Batch, Fate};
-use crate::render::{generic_status, job_json};
-use crate::store::Shared;
-use crate::tasks::Flavor;
+use crate::engine::batch::{Batch, Fate};
+use crate::engine::faults::Kind;
+use crate::engine::input::Flavor;
+use crate::engine::store::Shared;
+use crate::http::common::{
+    base_from, check_metadata, multipart_error, page, parse_limit, read_capped,
+};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::layers::{maybe_lose, ConnKill};
+
+mod render;
+use render::{generic_status, job_json};
 
 pub(crate) async fn submit(
     State(st): State<Shared>,
@@ -66,6 +69,7 @@ pub(crate) async fn submit(
             id.clone(),
             seq,
             Flavor::Generic,
+            render::results,
             String::new(),
             Some(file),
             metadata,
@@ -140,18 +144,12 @@ pub(crate) async fn jobs(
     let mut guard = st.lock();
     let store = &mut *guard;
     let (ids, has_more) = page(store.job_order.iter().rev(), q.after.as_deref(), limit);
-    let mut env = st.env(&mut store.files, &mut store.seen);
-    let mut data: Vec<Value> = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let Some(b) = store.batches.get_mut(id) else {
-            continue;
-        };
-        b.advance(now, &mut env);
+    let data = st.advance_each(store, &ids, now, |b, _| {
         // The status endpoint's object plus the metadata.
         let mut job = job_json(b, &base);
         job["metadata"] = json!(b.metadata);
-        data.push(job);
-    }
+        job
+    });
     Ok(Json(json!({
         "object": "list",
         "data": data,

@@ -1,8 +1,7 @@
 //! Synchronous `POST /v1/chat/completions` and `POST /v1/embeddings`
 //! answered by the same fake model, with `--sync-latency` and `--rpm`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,15 +11,14 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::rate_limited;
-use crate::error::{ApiError, ApiResult};
-use crate::fake::{ChatCompletion, EmbeddingList};
-use crate::request::{sync_request, Endpoint};
-use crate::store::Shared;
-use crate::tasks::Outcome;
+use crate::engine::body::{sync_request, Endpoint};
+use crate::engine::model::Outcome;
+use crate::engine::store::Shared;
+use crate::http::common::{with_request_id, SYNC_SEQ};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::layers::check_rpm;
+use crate::openai::wire::{ChatCompletion, EmbeddingList};
 use crate::util::{base64, h64, unix_now};
-
-pub(crate) static SYNC_SEQ: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Deserialize, Default)]
 struct Extras {
@@ -28,34 +26,6 @@ struct Extras {
     encoding_format: Option<String>,
     #[serde(default)]
     metadata: Option<Map<String, Value>>,
-}
-
-/// Sliding one-minute window of accepted requests.
-pub(crate) fn check_rpm(st: &Shared, model: &str) -> ApiResult<()> {
-    let Some(rpm) = st.cfg.rpm else { return Ok(()) };
-    let now = Instant::now();
-    let mut window = st.rpm_window.lock().expect("rpm lock");
-    while window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-    {
-        window.pop_front();
-    }
-    if window.len() >= rpm as usize {
-        let oldest = *window.front().expect("window is full");
-        let wait = Duration::from_secs(60).saturating_sub(now.duration_since(oldest));
-        st.stats.fault("rpm_limit");
-        let mut err = rate_limited(wait, model);
-        err.message = format!(
-            "Rate limit reached for {model} in organization org-mock on requests per min (RPM): Limit {rpm}, \
-             Used {rpm}, Requested 1. Please try again in {}ms. Visit \
-             https://platform.openai.com/account/rate-limits to learn more.",
-            wait.as_millis().max(1)
-        );
-        return Err(err);
-    }
-    window.push_back(now);
-    Ok(())
 }
 
 /// Parses, rate-limits, waits, and counts one synchronous request.
@@ -101,18 +71,6 @@ async fn answer(
         .and_then(|v| v.to_str().ok());
     st.stats.sync_answered(pipeline, custom_id);
     Ok((model, outcome, extras))
-}
-
-pub(crate) fn with_request_id(mut resp: Response, seq: u64) -> Response {
-    let id = format!(
-        "req_{:016x}{:016x}",
-        h64(&[b"sync", &seq.to_le_bytes()]),
-        seq
-    );
-    if let Ok(v) = id.parse() {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
 }
 
 pub(crate) async fn chat(

@@ -9,45 +9,18 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::body::BatchError;
+use super::faults::Faults;
+use super::files::FileTable;
+use super::input::{self, Exec, Flavor};
+use super::model::Task;
+use super::results::RenderFn;
+pub(crate) use super::status::Status;
 use crate::config::MockConfig;
-use crate::error::ApiError;
-use crate::faults::Faults;
-use crate::render;
 use crate::stats::StatsRecorder;
-use crate::store::FileTable;
-use crate::tasks::{self, BatchError, Exec, Flavor, Task};
-use crate::util::{Clock, IdGen};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Validating,
-    Failed,
-    InProgress,
-    Finalizing,
-    Completed,
-    Expired,
-    Cancelling,
-    Cancelled,
-}
-
-impl Status {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Status::Validating => "validating",
-            Status::Failed => "failed",
-            Status::InProgress => "in_progress",
-            Status::Finalizing => "finalizing",
-            Status::Completed => "completed",
-            Status::Expired => "expired",
-            Status::Cancelling => "cancelling",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
+use crate::util::{strip_tag, Clock, IdGen};
 
 /// What advancing a batch may touch outside it.
 pub(crate) struct Env<'a> {
@@ -81,6 +54,8 @@ pub(crate) struct Batch {
     pub id: String,
     pub seq: u64,
     pub flavor: Flavor,
+    /// The protocol's writer of result lines.
+    render: RenderFn,
     pub input_file_id: String,
     pub metadata: Option<Map<String, Value>>,
     /// `metadata.mlpredict_pipeline`, the scope of duplicate-answer detection.
@@ -117,6 +92,7 @@ impl Batch {
         id: String,
         seq: u64,
         flavor: Flavor,
+        render: RenderFn,
         input_file_id: String,
         input: Option<Bytes>,
         metadata: Option<Map<String, Value>>,
@@ -133,6 +109,7 @@ impl Batch {
             id,
             seq,
             flavor,
+            render,
             input_file_id,
             metadata,
             pipeline,
@@ -277,7 +254,7 @@ impl Batch {
             // like the real one: the file is read (for the model) but nothing runs
             let mut model = None;
             if self.flavor.is_openai() {
-                model = tasks::parse(self.flavor, &input, None)
+                model = input::parse(self.flavor, &input, None)
                     .ok()
                     .and_then(|p| p.model);
             }
@@ -301,7 +278,7 @@ impl Batch {
             injected_5xx: 0,
             anthropic: self.flavor == Flavor::Anthropic,
         };
-        match tasks::parse(self.flavor, &input, Some(&mut exec)) {
+        match input::parse(self.flavor, &input, Some(&mut exec)) {
             Err(errors) => self.fail(t, errors),
             Ok(parsed) => {
                 for _ in 0..exec.injected_4xx {
@@ -328,19 +305,8 @@ impl Batch {
     /// Ends the batch with the first `done` requests executed.
     fn finish(&mut self, status: Status, t: Instant, done: usize, env: &mut Env<'_>) {
         let tasks = std::mem::take(&mut self.tasks);
-        let unexecuted = match status {
-            Status::Expired => Some((
-                "batch_expired",
-                "This request could not be executed before the completion window expired.",
-            )),
-            Status::Cancelled => Some((
-                "batch_cancelled",
-                "This request could not be executed before the batch was cancelled.",
-            )),
-            _ => None,
-        };
         let ts = self.clock.unix(t);
-        let out = render::results(self, &tasks, done, unexecuted, ts);
+        let out = (self.render)(&self.id, &tasks, done, status, ts);
         // Anthropic ids carry a batch tag: count answers by the public id,
         // so the same record answered in two batches is seen as a duplicate.
         let anthropic = self.flavor == Flavor::Anthropic;
@@ -349,7 +315,7 @@ impl Batch {
             out.answered.iter().map(|&i| {
                 let id = tasks[i].custom_id.as_str();
                 if anthropic {
-                    crate::util::strip_tag(id)
+                    strip_tag(id)
                 } else {
                     id
                 }
@@ -391,8 +357,9 @@ impl Batch {
         }
     }
 
-    /// Asks for cancellation (the batch must be up to date).
-    pub(crate) fn cancel(&mut self, now: Instant, cfg: &MockConfig) -> Result<(), ApiError> {
+    /// Asks for cancellation (the batch must be up to date); a batch that
+    /// has ended cannot be, and its status is the error.
+    pub(crate) fn cancel(&mut self, now: Instant, cfg: &MockConfig) -> Result<(), Status> {
         match self.status {
             Status::Validating | Status::InProgress | Status::Finalizing => {
                 let done = self.done_by(now, cfg);
@@ -402,11 +369,7 @@ impl Batch {
                 Ok(())
             }
             Status::Cancelling | Status::Cancelled => Ok(()),
-            s => Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "invalid_request_error",
-                format!("Cannot cancel a batch with status '{}'.", s.as_str()),
-            )),
+            s => Err(s),
         }
     }
 }

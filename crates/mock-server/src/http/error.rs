@@ -103,6 +103,15 @@ impl ApiError {
             .code("missing_required_parameter")
     }
 
+    /// 409: a batch that has ended cannot be cancelled.
+    pub(crate) fn cannot_cancel(status: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            format!("Cannot cancel a batch with status '{status}'."),
+        )
+    }
+
     pub(crate) fn server_error(status: StatusCode) -> Self {
         let message = match status.as_u16() {
             502 => "Bad gateway.",

@@ -6,11 +6,12 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::faults::{Faults, RequestFault};
-use crate::request::{read_anthropic_params, read_body, run, string, Endpoint, Req};
+use super::body::{read_anthropic_params, read_body, string, BatchError, Endpoint, UrlStyle};
+use super::faults::{Faults, RequestFault};
+use super::model::{run, Outcome, Req, Task};
 use crate::util::{h64, strip_tag};
 
 /// Most requests per input file.
@@ -21,14 +22,6 @@ pub(crate) const MAX_TASKS_AZURE: usize = 100_000;
 pub(crate) const MAX_TASKS_ANTHROPIC: usize = 100_000;
 /// Most validation errors reported for one file.
 const MAX_ERRORS: usize = 1_000;
-/// How line `url`s and the batch `endpoint` name the operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum UrlStyle {
-    /// `/v1/chat/completions` (OpenAI; also accepted by Azure).
-    V1,
-    /// `/chat/completions` (Azure OpenAI).
-    Bare,
-}
 
 /// Which line format the file uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,67 +49,6 @@ impl Flavor {
             Flavor::OpenAi(e, UrlStyle::Bare, _) => Some(e.bare_path()),
             _ => None,
         }
-    }
-}
-
-/// One entry of a batch's `errors.data`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub(crate) struct BatchError {
-    pub code: String,
-    pub message: String,
-    pub param: Option<String>,
-    pub line: Option<u64>,
-}
-
-impl BatchError {
-    pub(crate) fn new(
-        code: &str,
-        message: impl Into<String>,
-        param: Option<&str>,
-        line: Option<u64>,
-    ) -> Self {
-        BatchError {
-            code: code.into(),
-            message: message.into(),
-            param: param.map(Into::into),
-            line,
-        }
-    }
-}
-
-/// What executing one request produced.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Chat {
-        reply: String,
-        prompt: u32,
-        completion: u32,
-    },
-    Embedding {
-        vectors: Vec<Vec<f32>>,
-        tokens: u32,
-        single: bool,
-    },
-    /// An HTTP-level failure: `response.status_code` 4xx/5xx with an error body.
-    Error {
-        status: u16,
-        kind: &'static str,
-        code: Option<&'static str>,
-        param: Option<&'static str>,
-        message: String,
-    },
-}
-
-#[derive(Debug)]
-pub(crate) struct Task {
-    pub custom_id: String,
-    pub model: Arc<str>,
-    pub outcome: Outcome,
-}
-
-impl Task {
-    pub(crate) fn ok(&self) -> bool {
-        !matches!(self.outcome, Outcome::Error { .. })
     }
 }
 

@@ -18,29 +18,47 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::{base_from, maybe_lose_styled, parse_limit, rate_limited, ConnKill};
-use crate::error::Style;
-use crate::error::{ApiError, ApiResult};
-use crate::faults::Kind;
-use crate::lifecycle::{Batch, Fate};
-use crate::render::{anthropic_status, message_batch_json};
-use crate::request::{read_anthropic_params, run, Req};
-use crate::store::Shared;
-use crate::tasks::Outcome;
-use crate::tasks::{Flavor, MAX_TASKS_ANTHROPIC};
-use crate::util::{h64, tag_of};
+use crate::engine::batch::{Batch, Fate};
+use crate::engine::body::read_anthropic_params;
+use crate::engine::faults::Kind;
+use crate::engine::input::{Flavor, MAX_TASKS_ANTHROPIC};
+use crate::engine::model::{run, Outcome, Req};
+use crate::engine::store::Shared;
+use crate::http::common::{base_from, parse_limit, with_request_id, SYNC_SEQ};
+use crate::http::error::{ApiError, ApiResult, Style};
+use crate::http::layers::{check_rpm, maybe_lose_styled, rate_limited, ConnKill};
+use crate::util::{base_url_of, h64, tag_of};
+
+mod render;
+use render::{anthropic_status, message_batch_json, message_json};
 
 /// Largest create body the real API accepts.
 pub(crate) const MAX_BODY_BYTES: usize = 256 * 1000 * 1000;
+
+/// Anthropic: every call names the API version.
+pub(crate) async fn anthropic_version(req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get("anthropic-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty());
+    if !ok {
+        return ApiError::invalid("anthropic-version: header is required")
+            .anthropic()
+            .into_response();
+    }
+    next.run(req).await
+}
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::invalid(message).anthropic()
@@ -164,7 +182,7 @@ pub(crate) async fn create(
     };
     let tag = tags.flatten().map(str::to_owned);
     let n = requests.len() as u64;
-    let base_url = crate::base_url_of(st.addr);
+    let base_url = base_url_of(st.addr);
     let obj = {
         let mut store = st.lock();
         store.seq += 1;
@@ -174,6 +192,7 @@ pub(crate) async fn create(
             id.clone(),
             seq,
             Flavor::Anthropic,
+            render::results,
             String::new(),
             Some(Bytes::from(lines)),
             None,
@@ -251,7 +270,7 @@ pub(crate) async fn cancel(
         Some(
             b.cancel(now, env.cfg)
                 .map(|()| message_batch_json(b, &base))
-                .map_err(ApiError::anthropic),
+                .map_err(|s| ApiError::cannot_cancel(s.as_str()).anthropic()),
         )
     });
     match res.flatten() {
@@ -329,15 +348,7 @@ pub(crate) async fn list(
             (ids, end < newest_first.len())
         }
     };
-    let mut env = st.env(&mut store.files, &mut store.seen);
-    let mut data: Vec<Value> = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let Some(b) = store.batches.get_mut(id) else {
-            continue;
-        };
-        b.advance(now, &mut env);
-        data.push(message_batch_json(b, &base));
-    }
+    let data = st.advance_each(store, &ids, now, |b, _| message_batch_json(b, &base));
     Ok(Json(json!({
         "data": data,
         "has_more": has_more,
@@ -367,7 +378,7 @@ pub(crate) async fn message(
         return Err(invalid(message.replace("params: ", "")));
     }
     let model = model.into_owned();
-    super::sync::check_rpm(&st, &model).map_err(ApiError::anthropic)?;
+    check_rpm(&st, &model).map_err(ApiError::anthropic)?;
     if !st.cfg.sync_latency.is_zero() {
         tokio::time::sleep(st.cfg.sync_latency).await;
     }
@@ -383,23 +394,8 @@ pub(crate) async fn message(
         .get("x-client-request-id")
         .and_then(|v| v.to_str().ok());
     st.stats.sync_answered("", custom_id);
-    let seq = super::sync::SYNC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seq = SYNC_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!("msg_{:016x}", h64(&[b"msg", &seq.to_le_bytes()]));
-    let msg = json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": reply, "citations": null}],
-        "stop_reason": "end_turn",
-        "stop_sequence": null,
-        "usage": {
-            "input_tokens": prompt,
-            "output_tokens": completion,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "service_tier": "standard",
-        },
-    });
-    Ok(super::sync::with_request_id(Json(msg).into_response(), seq))
+    let msg = message_json(id, &model, &reply, prompt, completion, "standard");
+    Ok(with_request_id(Json(msg).into_response(), seq))
 }
