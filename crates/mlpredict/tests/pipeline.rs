@@ -213,3 +213,31 @@ async fn bad_bytes_and_forged_fields_never_make_invalid_json() {
         "{reasons:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_any_batch_is_dead_lettered_at_intake() {
+    let server = mock(fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(5_000);
+    let input = format!(
+        "{{\"id\":0,\"text\":\"small\"}}\n{{\"id\":1,\"text\":\"{huge}\"}}\n{{\"id\":2,\"text\":\"small too\"}}\n"
+    );
+    std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
+    let cfg = config(dir.path(), &server.base_url(), "");
+    let out = blocking(move || run(&cfg, &["ml.batch.max.bytes=4KiB"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let ids: Vec<_> = output.iter().map(|v| v["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{output:?}");
+    assert!(output.iter().all(|v| v["ml_predict"]["status"] == "ok"));
+    let dlq = lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let reason = dlq[0]["error"].as_str().unwrap();
+    assert!(
+        reason.contains("ml.batch.max.bytes") && reason.contains("4096"),
+        "{reason}"
+    );
+    assert_eq!(dlq[0]["line"], 2);
+    // It was never uploaded alone to be refused.
+    assert_eq!(server.stats().batches_created, 1);
+}

@@ -14,7 +14,7 @@ use batch_api::wire::{
 use batch_core::{parse_custom_id, Batch, Disposition, Position, ResultClass};
 
 use crate::ledger::BatchRecords;
-use crate::record::{write_record_open, Fields};
+use crate::record::write_record_open;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
@@ -48,7 +48,7 @@ pub struct JoinInput<'a> {
     pub batch: &'a Batch,
     pub final_generation: bool,
     pub results: &'a [Vec<u8>],
-    pub fields: &'a Fields<'a>,
+    pub requests: &'a super::requests::Requests<'a>,
     pub format: WireFormat,
     pub task: Task,
     pub shape: &'a OutputShape,
@@ -198,6 +198,7 @@ pub fn join<'a>(
         }
     };
     let usable_only = batch.members.is_none();
+    let (mut scratch_id, mut scratch) = (String::new(), Vec::new());
     records.visit(batch, &mut |pos, key, line| {
         let result = by_position.get(&pos);
         // Dead letters of a range went out when the batch was cut. Only
@@ -205,7 +206,10 @@ pub fn join<'a>(
         // record is parsed again only when it has none (or the batch failed).
         let usable = !usable_only
             || (result.is_some() && batch.failure.is_none())
-            || input.fields.parse(line).is_ok();
+            || input
+                .requests
+                .line(batch.lane, pos, Some(line), &mut scratch_id, &mut scratch)
+                .is_ok();
         if usable {
             one(pos, result, key, line);
         }
@@ -266,9 +270,22 @@ mod tests {
         )
         .as_bytes()
         .to_vec()];
-        let fields = Fields {
-            input: "text",
-            output: "prediction",
+        let template = batch_api::wire::RequestTemplate::new(
+            WireFormat::OpenAi,
+            Task::Chat,
+            "/v1/chat/completions",
+            "m",
+            None,
+            None,
+            None,
+        );
+        let requests = super::super::requests::Requests {
+            fields: crate::record::Fields {
+                input: "text",
+                output: "prediction",
+            },
+            template: &template,
+            max_bytes: 1 << 20,
         };
         let key = batch_api::ApiKey::new("sk-secret-123456");
         let b = batch();
@@ -276,7 +293,7 @@ mod tests {
             batch: &b,
             final_generation: false,
             results: &results,
-            fields: &fields,
+            requests: &requests,
             format: WireFormat::OpenAi,
             task: Task::Chat,
             shape: &OutputShape::new("prediction"),

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 use batch_api::wire::{RequestTemplate, Task, WireFormat};
 use batch_core::{
-    seq_of, write_custom_id, Action, Batch, Core, CoreConfig, Event, LaneId, LaneStart, Millis,
-    Phase, Plan, RemoteState,
+    seq_of, Action, Batch, Core, CoreConfig, Event, LaneId, LaneStart, Millis, Phase, Plan,
+    RemoteState,
 };
 
 use crate::ledger::{write_dead_letter, BatchRecords, LaneState, Record};
@@ -100,10 +100,14 @@ impl BatchOperator {
         &self.core
     }
 
-    fn fields(&self) -> Fields<'_> {
-        Fields {
-            input: &self.input_field,
-            output: &self.output_field,
+    fn requests(&self) -> requests::Requests<'_> {
+        requests::Requests {
+            fields: Fields {
+                input: &self.input_field,
+                output: &self.output_field,
+            },
+            template: &self.template,
+            max_bytes: self.core.config().max_bytes,
         }
     }
 
@@ -191,13 +195,7 @@ impl BatchOperator {
         records: &mut dyn BatchRecords,
     ) -> anyhow::Result<std::path::PathBuf> {
         let mut records = self.spool.records(records);
-        requests::ensure_requests(
-            &self.spool.local,
-            &self.template,
-            &self.fields(),
-            batch,
-            &mut records,
-        )
+        requests::ensure_requests(&self.spool.local, &self.requests(), batch, &mut records)
     }
 
     /// A cut: the batch's files sealed; the batch, the lane's new
@@ -233,9 +231,13 @@ impl BatchOperator {
         records: &mut dyn BatchRecords,
         now: Millis,
     ) -> anyhow::Result<()> {
-        let fields = Fields {
-            input: &self.input_field,
-            output: &self.output_field,
+        let requests = requests::Requests {
+            fields: Fields {
+                input: &self.input_field,
+                output: &self.output_field,
+            },
+            template: &self.template,
+            max_bytes: self.core.config().max_bytes,
         };
         let outputs = &mut turn.outputs;
         let joined = emit::join(
@@ -243,7 +245,7 @@ impl BatchOperator {
                 batch: &e.batch,
                 final_generation: e.final_generation,
                 results,
-                fields: &fields,
+                requests: &requests,
                 format: self.format,
                 task: self.task,
                 shape: &self.shape,
@@ -378,21 +380,23 @@ impl Operator for BatchOperator {
     }
 
     fn on_record(&mut self, r: Record<'_>, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
-        let parsed = self.fields().parse_value(r.value);
+        let (mut line, mut custom_id) = (
+            std::mem::take(&mut self.line),
+            std::mem::take(&mut self.custom_id),
+        );
+        let parsed = self
+            .requests()
+            .line(r.lane, r.pos, r.value, &mut custom_id, &mut line);
+        (self.line, self.custom_id) = (line, custom_id);
         match parsed {
-            Ok(usable) => {
-                write_custom_id(&mut self.custom_id, r.lane, r.pos);
-                let input = usable.input.get().as_bytes();
-                let bytes = self.template.line_len(&self.custom_id, input) as u64;
+            Ok(()) => {
+                let bytes = self.line.len() as u64;
                 let cuts = self
                     .core
                     .on_record(r.lane, r.pos, r.next, bytes, false, now);
                 if let Some(plan) = cuts.before {
                     self.seal_cut(plan, turn)?;
                 }
-                self.line.clear();
-                self.template
-                    .write_line(&mut self.line, &self.custom_id, input);
                 let value = r.value.unwrap_or_default();
                 self.spool.append(r.lane, r.pos, r.key, value, &self.line)?;
                 if let Some(plan) = cuts.after {

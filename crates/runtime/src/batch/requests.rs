@@ -11,12 +11,50 @@ use batch_core::{write_custom_id, Batch};
 
 use super::local::LocalDir;
 use crate::ledger::BatchRecords;
-use crate::record::Fields;
+use crate::record::{Fields, Unusable};
+
+/// The one rule for whether a record becomes a request, and its request
+/// line: at intake, when a request file is rebuilt, and in the join (a
+/// record that is not a request went to the dead letters at its cut).
+pub struct Requests<'a> {
+    pub fields: Fields<'a>,
+    pub template: &'a RequestTemplate,
+    /// A request line longer than a batch may hold is refused at intake,
+    /// never uploaded alone to be rejected (`ml.batch.max.bytes`, or the
+    /// provider's file limit).
+    pub max_bytes: u64,
+}
+
+impl Requests<'_> {
+    /// Write the request line of the record at `pos` of `lane` into `out`
+    /// (cleared first), or say why the record cannot be one.
+    pub fn line(
+        &self,
+        lane: batch_core::LaneId,
+        pos: batch_core::Position,
+        value: Option<&[u8]>,
+        custom_id: &mut String,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Unusable> {
+        let usable = self.fields.parse_value(value)?;
+        write_custom_id(custom_id, lane, pos);
+        out.clear();
+        self.template
+            .write_line(out, custom_id, usable.input.get().as_bytes());
+        if out.len() as u64 > self.max_bytes {
+            return Err(Unusable(format!(
+                "its request is {} bytes, more than a batch may hold ({} bytes: ml.batch.max.bytes, or the provider's file limit)",
+                out.len(),
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
 
 pub fn ensure_requests(
     local: &LocalDir,
-    template: &RequestTemplate,
-    fields: &Fields<'_>,
+    requests: &Requests<'_>,
     batch: &Batch,
     records: &mut dyn BatchRecords,
 ) -> anyhow::Result<PathBuf> {
@@ -31,10 +69,10 @@ pub fn ensure_requests(
     let mut out = Vec::new();
     let mut io_error = None;
     records.visit(batch, &mut |pos, _key, line| {
-        if let Ok(u) = fields.parse(line) {
-            write_custom_id(&mut custom_id, batch.lane, pos);
-            out.clear();
-            template.write_line(&mut out, &custom_id, u.input.get().as_bytes());
+        if requests
+            .line(batch.lane, pos, Some(line), &mut custom_id, &mut out)
+            .is_ok()
+        {
             if let Err(e) = w.write_all(&out) {
                 io_error.get_or_insert(e);
             }
