@@ -51,6 +51,7 @@ impl<'k> Fields<'k> {
         // Checked once for the whole line: the parser below skips the other
         // fields without looking at their bytes, and they are copied out.
         let text = std::str::from_utf8(line).map_err(|e| not_utf8(line, e.valid_up_to()))?;
+        check_surrogates(line)?;
         let mut de = serde_json::Deserializer::from_str(text);
         let found = self
             .deserialize(&mut de)
@@ -279,5 +280,83 @@ mod tests {
         let mut out = Vec::new();
         assert!(write_record_open(&mut out, b" {\"a\":1} \r"));
         assert_eq!(out, b"{\"a\":1");
+    }
+}
+
+/// Refuse `\uXXXX` escapes that encode half a surrogate pair: the parser
+/// skips the fields it does not need without decoding them, and the line
+/// is copied to the output as it is, which strict JSON readers then
+/// reject. Hand-rolled because it is the hot path: one memchr pass over
+/// the backslashes, nothing decoded.
+fn check_surrogates(line: &[u8]) -> Result<(), Unusable> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(line.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut at = 0;
+    // A high surrogate just read wants a low one right after it.
+    let mut want_low: Option<usize> = None;
+    while let Some(i) = memchr::memchr(b'\\', &line[at..]) {
+        let i = at + i;
+        let escape = line.get(i + 1).copied();
+        let unit = (escape == Some(b'u')).then(|| hex(i + 2)).flatten();
+        match unit {
+            Some(u) if (0xDC00..0xE000).contains(&u) => {
+                if want_low.take() != Some(i) {
+                    return Err(lone_at(i));
+                }
+            }
+            other => {
+                if let Some(high) = want_low {
+                    return Err(lone_at(high - 6));
+                }
+                if other.is_some_and(|u| (0xD800..0xDC00).contains(&u)) {
+                    want_low = Some(i + 6);
+                }
+            }
+        }
+        at = i + if unit.is_some() { 6 } else { 2 };
+        if at >= line.len() {
+            break;
+        }
+    }
+    match want_low {
+        Some(next) => Err(lone_at(next - 6)),
+        None => Ok(()),
+    }
+}
+
+fn lone_at(pos: usize) -> Unusable {
+    Unusable(format!(
+        "a \\u escape at byte {pos} is half a surrogate pair: not valid json text"
+    ))
+}
+
+#[cfg(test)]
+mod surrogate_tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_surrogate_escape_in_any_field_is_dead_lettered() {
+        let f = Fields {
+            input: "text",
+            output: "prediction",
+        };
+        for line in [
+            r#"{"text":"fine","note":"\ud800"}"#,
+            r#"{"text":"fine","deep":{"a":["\udc00x"]}}"#,
+            r#"{"text":"\ud800 lone"}"#,
+        ] {
+            assert!(f.parse(line.as_bytes()).is_err(), "accepted {line}");
+        }
+        // A proper pair is fine, and so is an escaped backslash before a u.
+        assert!(f.parse(br#"{"text":"ok","note":"\ud83d\ude00"}"#).is_ok());
+        assert!(f.parse(br#"{"text":"ok","note":"\\ud800 \u00e9"}"#).is_ok());
+        let e = f.parse(br#"{"text":"ok","n":"\ud800"}"#).err().unwrap();
+        assert!(
+            e.0.contains("byte 18") && e.0.contains("surrogate"),
+            "{}",
+            e.0
+        );
     }
 }

@@ -28,6 +28,8 @@ const BAD: &[&[u8]] = &[
     b"{\"id\": -1, \"text\": \"t\"}}",
     b"\xff\xfe{\"id\": -1, \"text\": \"utf-16 bom\"}",
     b"{\"id\": -1, \"text\": 5}",
+    b"{\"id\": -1, \"text\": \"ok\", \"note\": \"\\ud800 lone\"}",
+    b"{\"id\": -1, \"text\": \"ok\", \"deep\": [\"\\udc00\"]}",
 ];
 
 /// Valid extra fields a good record may carry (copied to the output as is).
