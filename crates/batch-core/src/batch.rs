@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::budget::is_capacity_code;
 use crate::{LaneId, Millis, Position};
 
 /// Life-cycle phase of a batch; each is durable (DESIGN.md §4).
@@ -113,6 +114,20 @@ pub struct Batch {
     pub error_file: Option<String>,
     /// Set when the batch gives up as a whole (its members become errors).
     pub failure: Option<BatchFailure>,
+    /// When its records were first handed to the provider (the first
+    /// upload of the batch they were cut into): `ml.batch.retry.deadline`
+    /// counts from here. Retry batches inherit it. `None` in state written
+    /// before it existed (then `submitted_at`, else `planned_at`, stand in).
+    #[serde(default)]
+    pub first_submitted_at: Option<Millis>,
+    /// Retries charged against `ml.batch.max.retries`: the ones caused by a
+    /// request's own failure. Capacity retries are not counted.
+    #[serde(default)]
+    pub fault_retries: u32,
+    /// Provider batches created for these records so far, this one and its
+    /// predecessors included: how often they were tried.
+    #[serde(default)]
+    pub submissions: u32,
 }
 
 impl Batch {
@@ -121,15 +136,27 @@ impl Batch {
     pub fn is_retry(&self) -> bool {
         self.members.is_some()
     }
+
+    /// Where `ml.batch.retry.deadline` counts from (see
+    /// [`Batch::first_submitted_at`]).
+    pub fn tried_since(&self) -> Millis {
+        self.first_submitted_at
+            .or(self.submitted_at)
+            .unwrap_or(self.planned_at)
+    }
 }
 
 impl Batch {
     /// The batch that retries this one's members listed in `retry`
     /// (their requests failed retriably): the next generation, a first
     /// attempt, its own id and number.
+    /// `charged`: some of them failed by their own fault, so the retry
+    /// counts against `ml.batch.max.retries` (a batch has one count, so
+    /// its capacity-failed members share it).
     pub fn retry_of(
         &self,
         retry: &[Position],
+        charged: bool,
         id: u64,
         number: String,
         now: Millis,
@@ -140,6 +167,8 @@ impl Batch {
             records: retry.len() as u32,
             members: Some(retry.to_vec()),
             generation: self.generation + 1,
+            fault_retries: self.fault_retries + u32::from(charged),
+            first_submitted_at: Some(self.tried_since()),
             attempt: 0,
             phase: Phase::Planned,
             planned_at: now,
@@ -159,33 +188,26 @@ impl Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultClass {
     Ok,
-    /// Failed, and repeating may succeed (5xx line, expired, cancelled).
+    /// Failed by its own fault, and repeating may succeed (a 5xx line).
     Retriable,
+    /// Not done for lack of provider capacity: expired, cancelled, rate or
+    /// quota limited. Retried until `ml.batch.retry.deadline`.
+    Capacity,
     /// Failed for good (4xx line).
     Permanent,
-    /// No line for this request in any result file.
+    /// No line for this request in any result file: the request's fault
+    /// when the batch completed, a capacity failure when it expired or was
+    /// cancelled.
     Missing,
 }
 
-/// What the emitter does with one member record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    EmitOk,
-    EmitError,
-    Retry,
-}
-
 impl ResultClass {
-    /// The single rule for a member's fate. `final_generation`: the batch is
-    /// the last retry allowed (`ml.batch.max.retries`).
-    pub fn disposition(self, final_generation: bool) -> Disposition {
-        match self {
-            ResultClass::Ok => Disposition::EmitOk,
-            ResultClass::Permanent => Disposition::EmitError,
-            ResultClass::Retriable | ResultClass::Missing if final_generation => {
-                Disposition::EmitError
-            }
-            ResultClass::Retriable | ResultClass::Missing => Disposition::Retry,
+    /// The class of a failed result line.
+    pub fn of_failure(code: &str, retriable: bool) -> ResultClass {
+        match (retriable, is_capacity_code(code)) {
+            (false, _) => ResultClass::Permanent,
+            (true, true) => ResultClass::Capacity,
+            (true, false) => ResultClass::Retriable,
         }
     }
 }
@@ -214,23 +236,5 @@ mod tests {
             assert_eq!(RemoteState::parse(s.as_str()), Some(s));
         }
         assert_eq!(Phase::parse("nope"), None);
-    }
-
-    #[test]
-    fn retriable_results_retry_until_the_last_generation() {
-        assert_eq!(
-            ResultClass::Retriable.disposition(false),
-            Disposition::Retry
-        );
-        assert_eq!(ResultClass::Missing.disposition(false), Disposition::Retry);
-        assert_eq!(
-            ResultClass::Retriable.disposition(true),
-            Disposition::EmitError
-        );
-        assert_eq!(
-            ResultClass::Permanent.disposition(false),
-            Disposition::EmitError
-        );
-        assert_eq!(ResultClass::Ok.disposition(true), Disposition::EmitOk);
     }
 }

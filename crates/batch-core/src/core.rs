@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::backoff::backoff_ms;
 use crate::batch::{Batch, BatchFailure, Phase, RemoteState};
+use crate::budget::{is_capacity_code, out_of_time, Budget};
 use crate::planner::{self, Lane, OpenRange, Plan, RecordCuts};
 use crate::{batch_id, seq_of, CoreConfig, LaneId, Millis, Position};
 
@@ -120,10 +121,11 @@ pub enum Action {
     },
     /// Download, join, append, sync, then commit `Emitted` (and the retry
     /// batch `retry_id`/`retry_number`, if any member is to be retried) in
-    /// one transaction.
+    /// one transaction. `budget` decides each member's fate
+    /// ([`Budget::disposition`]).
     Emit {
         batch: Batch,
-        final_generation: bool,
+        budget: Budget,
         retry_id: u64,
         retry_number: String,
     },
@@ -159,13 +161,14 @@ struct Run {
     batch_failures: u32,
     quota_failures: u32,
     cancel_sent: bool,
+    /// `batch.first_submitted_at` is in the durable row.
+    first_durable: bool,
 }
 
 impl Run {
     fn new(batch: Batch, step: Step, now: Millis) -> Self {
         let started = batch.phase != Phase::Planned;
         Self {
-            batch,
             started,
             busy: false,
             step,
@@ -174,6 +177,8 @@ impl Run {
             batch_failures: 0,
             quota_failures: 0,
             cancel_sent: false,
+            first_durable: batch.first_submitted_at.is_some(),
+            batch,
         }
     }
 }
@@ -258,6 +263,11 @@ impl Core {
             Phase::Finished => Step::Emit,
             Phase::Emitted => return,
         };
+        let mut batch = batch;
+        if batch.phase != Phase::Planned && batch.first_submitted_at.is_none() {
+            // State written before the field existed.
+            batch.first_submitted_at = Some(batch.tried_since());
+        }
         let run = Run::new(batch, step, now);
         self.started += usize::from(run.started);
         if let Some(old) = self.runs.insert(run.batch.id, run) {
@@ -299,6 +309,16 @@ impl Core {
             self.runs.values().filter(|r| r.started).count()
         );
         self.started
+    }
+
+    /// Batches that exist at the provider (created, not yet emitted): what
+    /// a progress line may call "in flight" — a batch whose upload keeps
+    /// failing is started but not there.
+    pub fn at_provider(&self) -> usize {
+        self.runs
+            .values()
+            .filter(|r| r.batch.remote_id.is_some())
+            .count()
     }
 
     /// Batches cut but not yet started: the source should pause while this
@@ -431,8 +451,12 @@ impl Core {
                 continue;
             }
             run.busy = true;
+            if run.step == Step::Upload && run.batch.first_submitted_at.is_none() {
+                // Durable with the next row of this batch (its upload's).
+                run.batch.first_submitted_at = Some(now);
+            }
             let lane = self.lanes.get_mut(&run.batch.lane);
-            out.push(step_action(&self.cfg, run, lane));
+            out.push(step_action(&self.cfg, run, lane, now));
         }
         if due_polls.is_empty() {
             return;
@@ -478,7 +502,6 @@ impl Core {
             return;
         }
         let id = event_batch(&event);
-        let others_inflight = self.inflight().saturating_sub(1);
         let Some(run) = self.runs.get_mut(&id) else {
             return;
         };
@@ -492,7 +515,7 @@ impl Core {
                 run.call_failures = 0;
                 run.batch.file_id = file_id;
                 run.batch.phase = Phase::Uploaded;
-                out.push(Action::Persist(run.batch.clone()));
+                persist(run, out);
                 schedule(run, Step::Create, now);
             }
             Event::Created {
@@ -506,8 +529,9 @@ impl Core {
                 run.batch.remote_id = Some(remote.id.clone());
                 run.batch.phase = Phase::Submitted;
                 run.batch.submitted_at = Some(now);
-                out.push(Action::Persist(run.batch.clone()));
-                on_remote(cfg, run, remote, others_inflight, now, out);
+                run.batch.submissions += 1;
+                persist(run, out);
+                on_remote(cfg, run, remote, now, out);
             }
             Event::Found {
                 result: Ok(None), ..
@@ -519,7 +543,7 @@ impl Core {
                 result: Ok(remote), ..
             } => {
                 run.call_failures = 0;
-                on_remote(cfg, run, remote, others_inflight, now, out);
+                on_remote(cfg, run, remote, now, out);
             }
             Event::CancelRequested { result, .. } => {
                 run.cancel_sent = true;
@@ -569,7 +593,7 @@ fn event_batch(event: &Event) -> u64 {
     }
 }
 
-fn step_action(cfg: &CoreConfig, run: &Run, lane: Option<&mut Lane>) -> Action {
+fn step_action(cfg: &CoreConfig, run: &Run, lane: Option<&mut Lane>, now: Millis) -> Action {
     let batch = &run.batch;
     match run.step {
         Step::Upload => Action::Upload(batch.clone()),
@@ -608,7 +632,11 @@ fn step_action(cfg: &CoreConfig, run: &Run, lane: Option<&mut Lane>) -> Action {
                 });
             Action::Emit {
                 batch: batch.clone(),
-                final_generation: batch.generation >= cfg.max_retries,
+                budget: Budget {
+                    retries_spent: batch.fault_retries >= cfg.max_retries,
+                    out_of_time: out_of_time(cfg, batch, now),
+                    completed: batch.remote_state == Some(RemoteState::Completed),
+                },
                 retry_id,
                 retry_number: format!("{base}-r{}", batch.generation + 1),
             }
@@ -642,14 +670,7 @@ fn poll_interval(cfg: &CoreConfig, run: &Run, now: Millis) -> Millis {
     )
 }
 
-fn on_remote(
-    cfg: &CoreConfig,
-    run: &mut Run,
-    remote: Remote,
-    others_inflight: usize,
-    now: Millis,
-    out: &mut Vec<Action>,
-) {
+fn on_remote(cfg: &CoreConfig, run: &mut Run, remote: Remote, now: Millis, out: &mut Vec<Action>) {
     match remote.state {
         None => {
             let age = now.saturating_sub(run.batch.submitted_at.unwrap_or(now));
@@ -678,21 +699,24 @@ fn on_remote(
                     run.batch.number, remote.id, error.code, error.message
                 )));
             }
-            // Quota clears as other batches finish, so it is only counted
-            // against max.retries when nothing else is in flight.
+            // Quota is the provider's capacity: it never uses up
+            // max.retries, only the retry deadline.
             let give_up = if quota {
-                others_inflight == 0 && run.quota_failures > cfg.max_retries
+                out_of_time(cfg, &run.batch, now).map(|note| BatchFailure {
+                    message: format!("{}; {note}", error.message),
+                    code: error.code.clone(),
+                })
             } else {
-                run.batch_failures > cfg.max_retries
+                (run.batch_failures > cfg.max_retries).then(|| error.clone())
             };
-            if give_up {
+            if let Some(error) = give_up {
                 finish(run, RemoteState::Failed, None, None, Some(error), now, out);
             } else {
                 run.batch.attempt += 1;
                 run.batch.phase = Phase::Uploaded;
                 run.batch.remote_id = None;
                 run.batch.submitted_at = None;
-                out.push(Action::Persist(run.batch.clone()));
+                persist(run, out);
                 let n = run.quota_failures + run.batch_failures;
                 let base = cfg.backoff_base_ms.max(cfg.poll_interval_ms);
                 let cap = cfg.backoff_cap_ms.max(cfg.poll_max_interval_ms);
@@ -728,16 +752,17 @@ fn finish(
     run.batch.output_file = output_file;
     run.batch.error_file = error_file;
     run.batch.failure = failure;
-    out.push(Action::Persist(run.batch.clone()));
+    persist(run, out);
     schedule(run, Step::Emit, now);
 }
 
 fn is_quota_error(code: &str) -> bool {
-    let code = code.to_ascii_lowercase();
-    code.contains("token_limit")
-        || code.contains("quota")
-        || code.contains("rate_limit")
-        || code.contains("limit_exceeded")
+    is_capacity_code(code)
+}
+
+fn persist(run: &mut Run, out: &mut Vec<Action>) {
+    run.first_durable = run.batch.first_submitted_at.is_some();
+    out.push(Action::Persist(run.batch.clone()));
 }
 
 fn on_failure(
@@ -759,7 +784,36 @@ fn on_failure(
             // The create may have gone through: find it before paying twice.
             retry_later(cfg, run, Step::Find, &f, now);
         }
-        FailureKind::Transient | FailureKind::Ambiguous => retry_later(cfg, run, step, &f, now),
+        // Nothing runs at the provider for these records: past the retry
+        // deadline they are given up. (A submitted batch is polled on: its
+        // job timeout ends it, and its results may be paid for already.)
+        FailureKind::Transient | FailureKind::Ambiguous
+            if matches!(step, Step::Upload | Step::Create | Step::Find)
+                && out_of_time(cfg, &run.batch, now).is_some() =>
+        {
+            let note = out_of_time(cfg, &run.batch, now).unwrap_or_default();
+            let failure = BatchFailure {
+                message: format!(
+                    "{}; {note}, the last {} calls failing",
+                    f.message,
+                    run.call_failures + 1
+                ),
+                code: f.code.clone(),
+            };
+            let warning = format!(
+                "giving up on batch {}: {}: {}",
+                run.batch.number, failure.code, failure.message
+            );
+            give_up(run, failure, warning, now, out);
+        }
+        FailureKind::Transient | FailureKind::Ambiguous => {
+            if !run.first_durable && run.batch.first_submitted_at.is_some() {
+                // The deadline's start must survive a crash even while
+                // nothing gets through.
+                persist(run, out);
+            }
+            retry_later(cfg, run, step, &f, now)
+        }
         FailureKind::NotFound if step == Step::Find => {
             // Listing is unavailable (e.g. a generic server without the jobs
             // extension): nothing to adopt.
@@ -776,19 +830,11 @@ fn on_failure(
                     code: f.code.clone(),
                     message: f.message.clone(),
                 };
-                out.push(Action::Warn(format!(
+                let warning = format!(
                     "giving up on batch {} after {} failures: {}: {}",
                     run.batch.number, run.batch_failures, f.code, f.message
-                )));
-                finish(
-                    run,
-                    RemoteState::Failed,
-                    None,
-                    None,
-                    Some(failure),
-                    now,
-                    out,
                 );
+                give_up(run, failure, warning, now, out);
                 return;
             }
             out.push(Action::Warn(format!(
@@ -805,10 +851,30 @@ fn on_failure(
             run.batch.file_id = None;
             run.batch.remote_id = None;
             run.batch.submitted_at = None;
-            out.push(Action::Persist(run.batch.clone()));
+            persist(run, out);
             retry_later(cfg, run, Step::Upload, &f, now);
         }
     }
+}
+
+/// The batch fails as a whole: every member is emitted with `failure`.
+fn give_up(
+    run: &mut Run,
+    failure: BatchFailure,
+    warning: String,
+    now: Millis,
+    out: &mut Vec<Action>,
+) {
+    out.push(Action::Warn(warning));
+    finish(
+        run,
+        RemoteState::Failed,
+        None,
+        None,
+        Some(failure),
+        now,
+        out,
+    );
 }
 
 fn step_name(step: Step) -> &'static str {

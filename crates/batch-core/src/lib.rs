@@ -14,11 +14,13 @@
 
 mod backoff;
 mod batch;
+mod budget;
 mod core;
 mod planner;
 
 pub use crate::backoff::backoff_ms;
-pub use crate::batch::{Batch, BatchFailure, Disposition, Phase, RemoteState, ResultClass};
+pub use crate::batch::{Batch, BatchFailure, Phase, RemoteState, ResultClass};
+pub use crate::budget::{fmt_duration, is_capacity_code, Budget, Disposition};
 pub use crate::core::{Action, Core, Event, Failure, FailureKind, LaneStart, Remote};
 pub use crate::planner::{Plan, RecordCuts};
 
@@ -43,7 +45,11 @@ pub struct CoreConfig {
     pub poll_interval_ms: Millis,
     pub poll_max_interval_ms: Millis,
     pub job_timeout_ms: Millis,
+    /// Retries of a request's own failures (`ml.batch.max.retries`).
     pub max_retries: u32,
+    /// How long capacity failures are retried, from a record's first
+    /// submission (`ml.batch.retry.deadline`).
+    pub retry_deadline_ms: Millis,
     /// Base of exponential backoff for failed calls.
     pub backoff_base_ms: Millis,
     pub backoff_cap_ms: Millis,
@@ -66,6 +72,7 @@ impl CoreConfig {
             poll_max_interval_ms: 2_000,
             job_timeout_ms: 60_000,
             max_retries: 3,
+            retry_deadline_ms: 72 * 3600 * 1000,
             backoff_base_ms: 100,
             backoff_cap_ms: 5_000,
             list_poll_min: 3,

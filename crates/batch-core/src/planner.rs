@@ -90,6 +90,9 @@ pub(crate) fn cut(prefix: &str, lane_id: LaneId, lane: &mut Lane, now: Millis) -
             output_file: None,
             error_file: None,
             failure: None,
+            first_submitted_at: None,
+            fault_retries: 0,
+            submissions: 0,
         }
     });
     Some(Plan {

@@ -60,5 +60,14 @@ fn exactly_once_under_faults_and_crashes() {
             "{totals:?}"
         );
         assert!(totals.lane_moves > 0 && totals.list_polls > 0, "{totals:?}");
+        // Long outages: some records outlive them, some run out of time.
+        assert!(
+            totals.outages > 0 && totals.longest_outage_ms >= 7_200_000,
+            "{totals:?}"
+        );
+        assert!(
+            totals.outage_survivors > 0 && totals.out_of_time > 0,
+            "{totals:?}"
+        );
     }
 }

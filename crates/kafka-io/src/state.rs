@@ -70,7 +70,7 @@ enum Decoded {
     Lane(LaneRecord),
     SyncAhead(Option<String>),
     /// `None`: a tombstone, the batch was emitted.
-    Batch(u64, Option<Batch>),
+    Batch(u64, Option<Box<Batch>>),
 }
 
 /// `None` for keys and values this version does not know.
@@ -83,7 +83,7 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<Decoded> {
         )),
         _ => {
             let id = key.strip_prefix("batch/")?.parse().ok()?;
-            let batch = value.and_then(|v| serde_json::from_slice(v).ok());
+            let batch = value.and_then(|v| serde_json::from_slice(v).ok().map(Box::new));
             Some(Decoded::Batch(id, batch))
         }
     }
@@ -95,7 +95,7 @@ impl LaneState {
             Some(Decoded::Lane(l)) => self.lane = Some(l),
             Some(Decoded::SyncAhead(a)) => self.sync_ahead = a,
             Some(Decoded::Batch(id, Some(b))) => {
-                self.batches.insert(id, b);
+                self.batches.insert(id, *b);
             }
             Some(Decoded::Batch(id, None)) => {
                 self.batches.remove(&id);
@@ -119,7 +119,7 @@ impl LaneHistory {
         match decode(key, value) {
             Some(Decoded::Lane(l)) => self.lane = Some(l),
             Some(Decoded::Batch(id, Some(b))) => {
-                self.batches.insert(id, b);
+                self.batches.insert(id, *b);
             }
             Some(Decoded::Batch(id, None)) => {
                 if let Some(b) = self.batches.get_mut(&id) {
@@ -134,6 +134,17 @@ impl LaneHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_records_written_before_the_retry_fields_still_decode() {
+        let old = r#"{"id":7,"lane":2,"number":"p-2-0-10","first":0,"end":10,"members":null,"generation":1,"attempt":0,"records":10,"phase":"submitted","planned_at":1,"submitted_at":5,"file_id":null,"remote_id":"b","remote_state":null,"output_file":null,"error_file":null,"failure":null}"#;
+        let b: Batch = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (b.first_submitted_at, b.fault_retries, b.submissions),
+            (None, 0, 0)
+        );
+        assert_eq!(b.tried_since(), 5);
+    }
 
     #[test]
     fn folding_keeps_the_latest_and_drops_tombstones() {
@@ -156,6 +167,9 @@ mod tests {
             output_file: None,
             error_file: None,
             failure: None,
+            first_submitted_at: Some(1),
+            fault_retries: 1,
+            submissions: 2,
         };
         let mut st = LaneState::default();
         let rec = |r: StateRecord| (r.key.into_bytes(), r.value);

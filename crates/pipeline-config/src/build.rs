@@ -566,6 +566,7 @@ fn build_batch(ctx: &Ctx<'_>) -> Result<BatchConfig, ConfigError> {
         max_inflight: ctx.u32("ml.batch.max.inflight")?,
         job_timeout: ctx.duration("ml.batch.job.timeout")?,
         max_retries: ctx.u32("ml.batch.max.retries")?,
+        retry_deadline: ctx.duration("ml.batch.retry.deadline")?,
         cleanup_remote: ctx.bool("ml.batch.cleanup.remote")?,
         batch_number: ctx.str_opt("batch_number")?,
     })

@@ -208,7 +208,9 @@ pub static KEYS: &[KeyInfo] = &[
     k("ml.batch.job.timeout", K::Duration, Default("24h"), Always,
       "A batch not finished after this long is cancelled; its unfinished records are retried."),
     k("ml.batch.max.retries", K::Int { min: 0, max: U32_MAX }, Default("3"), Always,
-      "How often a failed batch or request is retried before its records are emitted as errors."),
+      "How often a request that failed by its own fault (5xx line, missing result, batch rejected) is retried before it is emitted as an error; capacity failures do not count."),
+    k("ml.batch.retry.deadline", K::Duration, Default("72h"), Always,
+      "How long a record is retried after capacity or availability failures (429, expired, quota, unreachable), counted from its first submission; then it is emitted as an error."),
     k("ml.batch.cleanup.remote", K::Bool, Default("true"), Always,
       "Delete the provider's input, output and error files once a batch is emitted."),
     // ---- per-record mode (Flink ML_PREDICT async options)

@@ -303,7 +303,12 @@ pub struct BatchConfig {
     pub max_bytes: u64,
     pub max_inflight: u32,
     pub job_timeout: Duration,
+    /// Retries of a request's own failures (5xx lines, missing results,
+    /// rejected batches).
     pub max_retries: u32,
+    /// How long capacity and availability failures are retried, from a
+    /// record's first submission.
+    pub retry_deadline: Duration,
     pub cleanup_remote: bool,
     /// Prefix of batch numbers; `None` means the pipeline name (see
     /// [`PipelineConfig::batch_number_prefix`]).

@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS batches (
     error_file      TEXT,
     failure_code    TEXT,
     failure_message TEXT,
-    emitted_at      INTEGER
+    emitted_at      INTEGER,
+    first_submitted_at INTEGER,
+    fault_retries   INTEGER,
+    submissions     INTEGER
 );
 CREATE INDEX IF NOT EXISTS batches_open ON batches(phase) WHERE phase <> 'emitted';
 CREATE TABLE IF NOT EXISTS sinks (
@@ -121,6 +124,7 @@ impl Store {
             )
             .map_err(self.err())?;
         self.conn.execute_batch(SCHEMA).map_err(self.err())?;
+        self.add_missing_columns()?;
         match self.meta("schema_version")? {
             None => self.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
@@ -129,6 +133,28 @@ impl Store {
                     path: self.path.clone(),
                     found: v.parse().unwrap_or(-1),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Columns added after version 1 shipped: nullable, so a database
+    /// written before them reads as "not known" (see `Batch`'s fields).
+    fn add_missing_columns(&self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('batches')")
+            .map_err(self.err())?;
+        let have: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(self.err())?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.err())?;
+        for column in ["first_submitted_at", "fault_retries", "submissions"] {
+            if !have.iter().any(|c| c == column) {
+                self.conn
+                    .execute_batch(&format!("ALTER TABLE batches ADD COLUMN {column} INTEGER"))
+                    .map_err(self.err())?;
             }
         }
         Ok(())
@@ -349,7 +375,8 @@ impl Txn<'_> {
 }
 
 const COLUMNS: &str = "id, lane, number, first_pos, end_pos, members, generation, attempt, records, phase, \
-    planned_at, submitted_at, file_id, remote_id, remote_state, output_file, error_file, failure_code, failure_message";
+    planned_at, submitted_at, file_id, remote_id, remote_state, output_file, error_file, failure_code, failure_message, \
+    first_submitted_at, fault_retries, submissions";
 
 fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
     let members = b.members.as_ref().map(|m| {
@@ -359,7 +386,7 @@ fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
             .join(",")
     });
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO batches ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        "INSERT OR REPLACE INTO batches ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
     ))?
     .execute(params![
         b.id as i64,
@@ -381,6 +408,9 @@ fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
         b.error_file,
         b.failure.as_ref().map(|f| f.code.as_str()),
         b.failure.as_ref().map(|f| f.message.as_str()),
+        b.first_submitted_at.map(|t| t as i64),
+        b.fault_retries as i64,
+        b.submissions as i64,
     ])
     .map(drop)
 }
@@ -437,6 +467,9 @@ struct RawRow {
     error_file: Option<String>,
     failure_code: Option<String>,
     failure_message: Option<String>,
+    first_submitted_at: Option<i64>,
+    fault_retries: Option<i64>,
+    submissions: Option<i64>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -460,6 +493,9 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         error_file: r.get(16)?,
         failure_code: r.get(17)?,
         failure_message: r.get(18)?,
+        first_submitted_at: r.get(19)?,
+        fault_retries: r.get(20)?,
+        submissions: r.get(21)?,
     })
 }
 
@@ -503,6 +539,9 @@ impl RawRow {
                 code,
                 message: self.failure_message.unwrap_or_default(),
             }),
+            first_submitted_at: self.first_submitted_at.map(|t| t as u64),
+            fault_retries: self.fault_retries.unwrap_or(0) as u32,
+            submissions: self.submissions.unwrap_or(0) as u32,
         })
     }
 }

@@ -20,6 +20,9 @@ fn batch(id: u64) -> Batch {
         output_file: None,
         error_file: None,
         failure: None,
+        first_submitted_at: None,
+        fault_retries: 0,
+        submissions: 0,
     }
 }
 
@@ -35,6 +38,9 @@ fn batches_round_trip_through_every_phase() {
     b.file_id = Some("file-1".into());
     store.persist(&b).unwrap();
     b.phase = Phase::Finished;
+    b.first_submitted_at = Some(1500);
+    b.fault_retries = 2;
+    b.submissions = 3;
     b.remote_id = Some("batch_1".into());
     b.remote_state = Some(RemoteState::Expired);
     b.failure = Some(BatchFailure {
@@ -160,4 +166,41 @@ fn watermark_sinks_and_meta_commit_together_or_not_at_all() {
         Some("100:120")
     );
     assert_eq!(store.lane_fingerprint(0).unwrap().as_deref(), Some("fp"));
+}
+
+#[test]
+fn a_database_from_before_the_retry_columns_is_read_and_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("old");
+    std::fs::create_dir_all(&p).unwrap();
+    {
+        // The version 1 schema as first shipped, with one submitted batch.
+        let conn = Connection::open(p.join("state.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '1');
+             CREATE TABLE batches (id INTEGER PRIMARY KEY, lane INTEGER NOT NULL, number TEXT NOT NULL,
+                first_pos INTEGER NOT NULL, end_pos INTEGER NOT NULL, members TEXT, generation INTEGER NOT NULL,
+                attempt INTEGER NOT NULL, records INTEGER NOT NULL, phase TEXT NOT NULL, planned_at INTEGER NOT NULL,
+                submitted_at INTEGER, file_id TEXT, remote_id TEXT, remote_state TEXT, output_file TEXT,
+                error_file TEXT, failure_code TEXT, failure_message TEXT, emitted_at INTEGER);
+             INSERT INTO batches (id, lane, number, first_pos, end_pos, generation, attempt, records, phase,
+                planned_at, submitted_at, remote_id)
+                VALUES (1, 0, 'p-0-0-10', 0, 10, 1, 0, 10, 'submitted', 1000, 2000, 'batch_1');",
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&p).unwrap();
+    let snap = store.load().unwrap();
+    let mut b = snap.open_batches[0].clone();
+    assert_eq!(
+        (b.first_submitted_at, b.fault_retries, b.submissions),
+        (None, 0, 0)
+    );
+    assert_eq!(b.tried_since(), 2000);
+    b.first_submitted_at = Some(1500);
+    store.persist(&b).unwrap();
+    drop(store);
+    let store = Store::open(&p).unwrap();
+    assert_eq!(store.load().unwrap().open_batches, vec![b]);
 }

@@ -5,8 +5,8 @@ mod provider;
 use std::collections::{BTreeMap, BTreeSet};
 
 use batch_core::{
-    seq_of, Action, Batch, BatchFailure, Core, CoreConfig, Disposition, Event, LaneId, LaneStart,
-    Millis, Phase, Position, ResultClass,
+    seq_of, Action, Batch, Budget, Core, CoreConfig, Disposition, Event, LaneId, LaneStart, Millis,
+    Phase, Position, ResultClass,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,6 +28,13 @@ pub struct Totals {
     pub lane_moves: u64,
     pub list_polls: u64,
     pub steps: u64,
+    /// Seeds with a provider outage, and the longest one.
+    pub outages: u64,
+    pub longest_outage_ms: u64,
+    /// Records emitted as errors once their retry deadline had passed.
+    pub out_of_time: u64,
+    /// Records emitted ok that were first submitted before an outage ended.
+    pub outage_survivors: u64,
 }
 
 fn pending_batch(e: &Event) -> Option<u64> {
@@ -58,6 +65,10 @@ impl Totals {
         self.lane_moves += o.lane_moves;
         self.list_polls += o.list_polls;
         self.steps += o.steps;
+        self.outages += o.outages;
+        self.longest_outage_ms = self.longest_outage_ms.max(o.longest_outage_ms);
+        self.out_of_time += o.out_of_time;
+        self.outage_survivors += o.outage_survivors;
     }
 }
 
@@ -98,6 +109,10 @@ pub struct World {
     totals: Totals,
     /// Members whose generation ran out (emitted as errors after retries).
     max_retries: u32,
+    /// When each record was first uploaded, as the world saw it (the
+    /// core's own record of it may restart later after a crash, never
+    /// earlier).
+    first_upload: BTreeMap<(LaneId, Position), Millis>,
 }
 
 impl World {
@@ -124,17 +139,33 @@ impl World {
         cfg.max_wait_ms = rng.random_range(10..=2_000);
         cfg.max_retries = rng.random_range(0..=3);
         cfg.job_timeout_ms = rng.random_range(2_000..=60_000);
+        cfg.retry_deadline_ms = [30_000, 600_000, 72 * 3_600_000][rng.random_range(0..3)];
         let max_retries = cfg.max_retries;
         let harsh = rng.random_bool(0.3);
         let faults = Faults::random(&mut rng, harsh);
+        let now = 1_700_000_000_000;
+        // A quarter of the seeds lose the provider for a while: seconds,
+        // minutes, or two hours (longer than some deadlines, shorter than
+        // others).
+        let outage = rng.random_bool(0.25).then(|| {
+            let start = now + rng.random_range(0..20_000);
+            let len = [
+                rng.random_range(5_000..60_000),
+                rng.random_range(300_000..1_800_000),
+                7_200_000,
+            ][rng.random_range(0..3)];
+            (start, start + len)
+        });
         let crash_rate = [0.0, 0.002, 0.01, 0.05][rng.random_range(0..4)];
         let crashes_left = rng.random_range(0..=12);
         let core = Core::new(cfg.clone());
+        let mut provider = Provider::new(seed, faults);
+        provider.outage = outage;
         Self {
             seed,
-            provider: Provider::new(seed, faults),
+            provider,
             rng,
-            now: 1_700_000_000_000,
+            now,
             cfg,
             lane_len,
             dead,
@@ -148,6 +179,7 @@ impl World {
             crashes_left,
             totals: Totals::default(),
             max_retries,
+            first_upload: BTreeMap::new(),
         }
         .started()
     }
@@ -353,7 +385,10 @@ impl World {
                 self.durable.batches.insert(batch.id, batch);
             }
             Action::Upload(batch) => {
-                let result = self.provider.upload(&batch, &mut self.totals);
+                for p in self.members(&batch) {
+                    self.first_upload.entry((batch.lane, p)).or_insert(self.now);
+                }
+                let result = self.provider.upload(&batch, self.now, &mut self.totals);
                 self.answer(
                     latency,
                     Event::Uploaded {
@@ -376,7 +411,9 @@ impl World {
                 );
             }
             Action::Find { batch, not_before } => {
-                let result = self.provider.find(&batch, not_before, &mut self.totals);
+                let result = self
+                    .provider
+                    .find(&batch, not_before, self.now, &mut self.totals);
                 self.answer(
                     latency,
                     Event::Found {
@@ -402,11 +439,11 @@ impl World {
             }
             Action::Emit {
                 batch,
-                final_generation,
+                budget,
                 retry_id,
                 retry_number,
             } => {
-                if let Some(failure) = self.provider.download_fails() {
+                if let Some(failure) = self.provider.download_fails(self.now) {
                     self.answer(
                         latency,
                         Event::EmitFailed {
@@ -416,7 +453,7 @@ impl World {
                     );
                     return;
                 }
-                let retry = self.emit(&batch, final_generation, retry_id, retry_number);
+                let retry = self.emit(&batch, &budget, retry_id, retry_number);
                 // The commit is durable now; the crash check at the next step
                 // may still lose this answer, as a real crash would.
                 self.answer(
@@ -445,7 +482,7 @@ impl World {
     fn emit(
         &mut self,
         batch: &Batch,
-        final_generation: bool,
+        budget: &Budget,
         retry_id: u64,
         retry_number: String,
     ) -> Option<Batch> {
@@ -460,15 +497,51 @@ impl World {
             (None, Some(remote)) => self.provider.results(remote),
         };
         let mut retry = Vec::new();
+        let mut charged = false;
+        // The provider's capacity failed these (not the requests): the
+        // simulated provider rejects batches for their lines only with
+        // `invalid_json_line`; every other whole-batch failure is quota or
+        // an unavailable API.
+        let capacity_failure = batch
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.code != "invalid_json_line");
         for p in self.members(batch) {
             let class = match &batch.failure {
-                Some(BatchFailure { .. }) => ResultClass::Permanent,
+                Some(_) => ResultClass::Permanent,
                 None => results.get(&p).copied().unwrap_or(ResultClass::Missing),
             };
-            match class.disposition(final_generation) {
-                Disposition::EmitOk => self.durable.output.push((batch.lane, p, true)),
-                Disposition::EmitError => self.durable.output.push((batch.lane, p, false)),
-                Disposition::Retry => retry.push(p),
+            let disposition = budget.disposition(class);
+            let out_of_time = disposition == Disposition::EmitOutOfTime
+                || (capacity_failure && disposition == Disposition::EmitError);
+            if out_of_time {
+                // Capacity faults never end a record before its deadline.
+                let first = self.first_upload[&(batch.lane, p)];
+                assert!(
+                    self.now >= first + self.cfg.retry_deadline_ms,
+                    "{}-{p} emitted as an error for capacity faults {} ms after its first submission, before the deadline of {} ms ({:?})",
+                    batch.lane,
+                    self.now - first,
+                    self.cfg.retry_deadline_ms,
+                    batch.failure
+                );
+                self.totals.out_of_time += 1;
+            }
+            match disposition {
+                Disposition::EmitOk => {
+                    let outage_end = self.provider.outage.map_or(0, |o| o.1);
+                    if self.first_upload[&(batch.lane, p)] < outage_end {
+                        self.totals.outage_survivors += 1;
+                    }
+                    self.durable.output.push((batch.lane, p, true))
+                }
+                Disposition::EmitError | Disposition::EmitOutOfTime => {
+                    self.durable.output.push((batch.lane, p, false))
+                }
+                Disposition::Retry { charged: c } => {
+                    charged |= c;
+                    retry.push(p)
+                }
             }
         }
         if batch.failure.is_some() {
@@ -479,7 +552,7 @@ impl World {
         done.phase = Phase::Emitted;
         self.durable.batches.insert(done.id, done);
         // The retry batch the real shells build (one rule, in the core).
-        let retry_batch = batch.retry_of(&retry, retry_id, retry_number, self.now)?;
+        let retry_batch = batch.retry_of(&retry, charged, retry_id, retry_number, self.now)?;
         assert!(
             !self.durable.batches.contains_key(&retry_id),
             "retry id {retry_id} reused"
@@ -535,6 +608,10 @@ impl World {
     pub fn totals(&self) -> Totals {
         let mut t = self.totals.clone();
         t.records = self.lane_len.values().sum();
+        if let Some((start, end)) = self.provider.outage {
+            t.outages = 1;
+            t.longest_outage_ms = end - start;
+        }
         t
     }
 }

@@ -81,6 +81,9 @@ struct SimBatch {
 pub struct Provider {
     rng: StdRng,
     faults: Faults,
+    /// `[start, end)`: every call fails (429 or no connection), and batches
+    /// running at its start expire then (a provider-wide capacity event).
+    pub outage: Option<(Millis, Millis)>,
     next: u64,
     batches: BTreeMap<String, SimBatch>,
     creates: BTreeMap<(String, u32), u32>,
@@ -101,6 +104,7 @@ impl Provider {
         Self {
             rng: StdRng::seed_from_u64(seed ^ 0x5EED_0F_BA7C4),
             faults,
+            outage: None,
             next: 0,
             batches: BTreeMap::new(),
             creates: BTreeMap::new(),
@@ -112,7 +116,28 @@ impl Provider {
         self.rng.random_bool(p.clamp(0.0, 1.0))
     }
 
-    pub fn upload(&mut self, _batch: &Batch, _t: &mut Totals) -> Result<Option<String>, Failure> {
+    /// During an outage: a 429 or a refused connection.
+    fn down(&mut self, now: Millis) -> Option<Failure> {
+        let (start, end) = self.outage?;
+        if !(start..end).contains(&now) {
+            return None;
+        }
+        Some(if self.rng.random_bool(0.5) {
+            fail(FailureKind::Transient, "rate_limit_exceeded")
+        } else {
+            fail(FailureKind::Ambiguous, "connection_refused")
+        })
+    }
+
+    pub fn upload(
+        &mut self,
+        _batch: &Batch,
+        now: Millis,
+        _t: &mut Totals,
+    ) -> Result<Option<String>, Failure> {
+        if let Some(f) = self.down(now) {
+            return Err(f);
+        }
         if self.roll(self.faults.upload_fail) {
             return Err(fail(FailureKind::Transient, "rate_limit_exceeded"));
         }
@@ -127,6 +152,11 @@ impl Provider {
         now: Millis,
         t: &mut Totals,
     ) -> Result<Remote, Failure> {
+        if let Some(mut f) = self.down(now) {
+            // Refused before acting.
+            f.kind = FailureKind::Transient;
+            return Err(f);
+        }
         if self.roll(self.faults.create_429) {
             return Err(fail(FailureKind::Transient, "rate_limit_exceeded"));
         }
@@ -150,11 +180,18 @@ impl Provider {
         } else {
             Fate::Complete
         };
-        let run = if self.roll(self.faults.slow) {
+        let mut run = if self.roll(self.faults.slow) {
             self.rng.random_range(1_000..120_000)
         } else {
             self.rng.random_range(10..2_000)
         };
+        let mut fate = fate;
+        if let Some((start, _)) = self.outage {
+            if (now..now + run).contains(&start) && fate == Fate::Complete {
+                fate = Fate::Expire;
+                run = start - now;
+            }
+        }
         t.quota_failures += u64::from(fate == Fate::Quota);
         t.expired += u64::from(fate == Fate::Expire);
         *self
@@ -186,8 +223,12 @@ impl Provider {
         &mut self,
         batch: &Batch,
         not_before: Millis,
+        now: Millis,
         t: &mut Totals,
     ) -> Result<Option<Remote>, Failure> {
+        if let Some(f) = self.down(now) {
+            return Err(f);
+        }
         if self.roll(self.faults.find_fail) {
             return Err(fail(FailureKind::Transient, "server_error"));
         }
@@ -205,6 +246,9 @@ impl Provider {
     }
 
     pub fn poll(&mut self, id: &str, now: Millis) -> Result<Remote, Failure> {
+        if let Some(f) = self.down(now) {
+            return Err(f);
+        }
         if self.roll(self.faults.poll_fail) {
             return Err(fail(FailureKind::Ambiguous, "server_error"));
         }
@@ -212,6 +256,9 @@ impl Provider {
     }
 
     pub fn cancel(&mut self, id: &str, now: Millis, t: &mut Totals) -> Result<(), Failure> {
+        if let Some(f) = self.down(now) {
+            return Err(f);
+        }
         let b = self
             .batches
             .get_mut(id)
@@ -223,7 +270,10 @@ impl Provider {
         Ok(())
     }
 
-    pub fn download_fails(&mut self) -> Option<Failure> {
+    pub fn download_fails(&mut self, now: Millis) -> Option<Failure> {
+        if let Some(f) = self.down(now) {
+            return Some(f);
+        }
         self.roll(self.faults.download_fail)
             .then(|| fail(FailureKind::Transient, "server_error"))
     }
@@ -287,7 +337,7 @@ impl Provider {
             let finished = state == RemoteState::Completed || self.rng.random_bool(0.5);
             let class = if !finished {
                 if self.rng.random_bool(0.8) {
-                    ResultClass::Retriable
+                    ResultClass::Capacity
                 } else {
                     ResultClass::Missing
                 }

@@ -56,6 +56,7 @@ pub fn core_config(
         poll_max_interval_ms: b.poll_max_interval.as_millis() as u64,
         job_timeout_ms: b.job_timeout.as_millis() as u64,
         max_retries: b.max_retries,
+        retry_deadline_ms: b.retry_deadline.as_millis() as u64,
         backoff_base_ms: 500,
         backoff_cap_ms: 60_000,
         list_poll_min: if list_polling { 3 } else { 0 },

@@ -48,6 +48,7 @@ fn acceptance_config_parses_exactly() {
     assert_eq!(b.max_inflight, 8);
     assert_eq!(b.job_timeout, Duration::from_secs(24 * 3600));
     assert_eq!(b.max_retries, 3);
+    assert_eq!(b.retry_deadline, Duration::from_secs(72 * 3600));
     assert!(b.cleanup_remote);
     assert_eq!(b.batch_number, None);
     assert_eq!(c.batch_number_prefix(), "reviews");
@@ -92,6 +93,7 @@ fn defaults_of_a_minimal_file_pipeline() {
             max_inflight: 8,
             job_timeout: Duration::from_secs(86_400),
             max_retries: 3,
+            retry_deadline: Duration::from_secs(259_200),
             cleanup_remote: true,
             batch_number: None,
         }

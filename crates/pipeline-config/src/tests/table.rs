@@ -66,6 +66,7 @@ max.bytes = "1MiB"
 max.inflight = 2
 job.timeout = "1h"
 max.retries = 1
+retry.deadline = "6h"
 cleanup.remote = false
 [ml.predict]
 max-concurrent-operations = 4

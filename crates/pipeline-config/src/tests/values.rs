@@ -201,6 +201,22 @@ fn other_batch_integers() {
 }
 
 #[test]
+fn retry_deadline() {
+    let c = ok(MIN, &["ml.batch.retry.deadline=2h 30m"]);
+    assert_eq!(c.batch.retry_deadline, Duration::from_secs(9000));
+    assert_err_key(
+        MIN,
+        &["ml.batch.retry.deadline=72"],
+        "ml.batch.retry.deadline",
+    );
+    assert_err_key(
+        MIN,
+        &["ml.batch.retry.deadline=0s"],
+        "ml.batch.retry.deadline",
+    );
+}
+
+#[test]
 fn batch_alias() {
     let c = ok(&format!("batch = true\n{ACCEPTANCE}"), &[]);
     assert!(c.batch.enabled);

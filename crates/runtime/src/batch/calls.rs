@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use batch_api::{ApiError, BatchApi, BatchMeta};
-use batch_core::{Batch, Event};
+use batch_core::{Batch, Budget, Event};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::provider::{failure, remote};
@@ -19,7 +19,7 @@ pub enum Msg {
     Core(Event),
     Downloaded {
         batch: Batch,
-        final_generation: bool,
+        budget: Budget,
         retry_id: u64,
         retry_number: String,
         /// The result files' bytes (a file gone at the provider is left out).
@@ -259,7 +259,7 @@ impl Caller {
     pub fn download(
         &self,
         batch: Batch,
-        final_generation: bool,
+        budget: Budget,
         retry_id: u64,
         retry_number: String,
         files: Vec<String>,
@@ -281,7 +281,7 @@ impl Caller {
                 }
             }
             let results = Results { files: results, _permit: permit };
-            Msg::Downloaded { batch, final_generation, retry_id, retry_number, results }
+            Msg::Downloaded { batch, budget, retry_id, retry_number, results }
         });
     }
 

@@ -11,7 +11,7 @@ use batch_api::wire::{
     parse_result_line, parse_result_str, split_lines, split_str_lines, Outcome, ResultLine, Task,
     WireError, WireFormat,
 };
-use batch_core::{parse_custom_id, Batch, Disposition, Position, ResultClass};
+use batch_core::{parse_custom_id, Batch, Budget, Disposition, Position, ResultClass};
 
 use crate::ledger::BatchRecords;
 use crate::record::write_record_open;
@@ -27,6 +27,11 @@ pub struct Counts {
 pub struct Joined {
     pub counts: Counts,
     pub retry: Vec<Position>,
+    /// Some of `retry` failed by their own fault: the retry counts against
+    /// `ml.batch.max.retries`.
+    pub charged: bool,
+    /// Records emitted as errors because their retry deadline passed.
+    pub out_of_time: u64,
 }
 
 /// Per-pipeline constant parts of output lines.
@@ -46,7 +51,7 @@ impl OutputShape {
 
 pub struct JoinInput<'a> {
     pub batch: &'a Batch,
-    pub final_generation: bool,
+    pub budget: &'a Budget,
     pub results: &'a [Vec<u8>],
     pub requests: &'a super::requests::Requests<'a>,
     pub format: WireFormat,
@@ -122,10 +127,13 @@ pub fn join<'a>(
     head.extend_from_slice(format!(r#","retries":{},"custom_id":""#, batch.generation).as_bytes());
 
     let mut retry = Vec::new();
+    let (mut charged, mut out_of_time) = (false, 0);
+    let mut message_buf = String::new();
     let mut out = Vec::with_capacity(1024);
     let mut one = |pos: Position, result: Option<&Outcome<'_>>, key: Option<&[u8]>, line: &[u8]| {
         out.clear();
         let (class, fate) = match (&batch.failure, result) {
+            // The core decided (and said why in the message).
             (Some(f), _) => (
                 ResultClass::Permanent,
                 Fate::Error {
@@ -144,11 +152,7 @@ pub fn join<'a>(
                     retriable,
                 }),
             ) => (
-                if *retriable {
-                    ResultClass::Retriable
-                } else {
-                    ResultClass::Permanent
-                },
+                ResultClass::of_failure(code, *retriable),
                 Fate::Error { code, message },
             ),
             (None, None) => (
@@ -159,9 +163,27 @@ pub fn join<'a>(
                 },
             ),
         };
-        match class.disposition(input.final_generation) {
-            Disposition::Retry => retry.push(pos),
-            Disposition::EmitOk | Disposition::EmitError => {
+        let disposition = input.budget.disposition(class);
+        let fate = match (disposition, fate) {
+            (Disposition::EmitOutOfTime, Fate::Error { code, message }) => {
+                out_of_time += 1;
+                message_buf.clear();
+                message_buf.push_str(message);
+                message_buf.push_str("; ");
+                message_buf.push_str(input.budget.out_of_time.as_deref().unwrap_or_default());
+                Fate::Error {
+                    code,
+                    message: &message_buf,
+                }
+            }
+            (_, fate) => fate,
+        };
+        match disposition {
+            Disposition::Retry { charged: c } => {
+                charged |= c;
+                retry.push(pos)
+            }
+            Disposition::EmitOk | Disposition::EmitError | Disposition::EmitOutOfTime => {
                 if !write_record_open(&mut out, line) {
                     return;
                 }
@@ -214,7 +236,12 @@ pub fn join<'a>(
             one(pos, result, key, line);
         }
     })?;
-    Ok(Joined { counts, retry })
+    Ok(Joined {
+        counts,
+        retry,
+        charged,
+        out_of_time,
+    })
 }
 
 #[cfg(test)]

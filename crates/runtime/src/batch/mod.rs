@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 use batch_api::wire::{RequestTemplate, Task, WireFormat};
 use batch_core::{
-    seq_of, Action, Batch, Core, CoreConfig, Event, LaneId, LaneStart, Millis, Phase, Plan,
+    seq_of, Action, Batch, Budget, Core, CoreConfig, Event, LaneId, LaneStart, Millis, Phase, Plan,
     RemoteState,
 };
 
@@ -158,7 +158,7 @@ impl BatchOperator {
             Action::Cancel { id, remote_id } => self.caller.cancel(id, remote_id),
             Action::Emit {
                 batch,
-                final_generation,
+                budget,
                 retry_id,
                 retry_number,
             } => {
@@ -166,14 +166,14 @@ impl BatchOperator {
                 if targets.is_empty() {
                     let emit = Emission {
                         batch,
-                        final_generation,
+                        budget,
                         retry_id,
                         retry_number,
                     };
                     self.emit(emit, &[], turn, records, now)?;
                 } else {
                     self.caller
-                        .download(batch, final_generation, retry_id, retry_number, targets);
+                        .download(batch, budget, retry_id, retry_number, targets);
                 }
             }
             Action::Cleanup(batch) => {
@@ -243,7 +243,7 @@ impl BatchOperator {
         let joined = emit::join(
             &JoinInput {
                 batch: &e.batch,
-                final_generation: e.final_generation,
+                budget: &e.budget,
                 results,
                 requests: &requests,
                 format: self.format,
@@ -254,9 +254,13 @@ impl BatchOperator {
             &mut self.spool.records(records),
             &mut |key, line| outputs.push(key, line),
         )?;
-        let retry = e
-            .batch
-            .retry_of(&joined.retry, e.retry_id, e.retry_number, now);
+        let retry = e.batch.retry_of(
+            &joined.retry,
+            joined.charged,
+            e.retry_id,
+            e.retry_number,
+            now,
+        );
         let lane = e.batch.lane;
         if let Some(r) = &retry {
             self.spool.keep_for_retry(&e.batch, r)?;
@@ -326,7 +330,7 @@ impl BatchOperator {
 
 struct Emission {
     batch: Batch,
-    final_generation: bool,
+    budget: Budget,
     retry_id: u64,
     retry_number: String,
 }
@@ -448,14 +452,14 @@ impl Operator for BatchOperator {
             }
             Msg::Downloaded {
                 batch,
-                final_generation,
+                budget,
                 retry_id,
                 retry_number,
                 results,
             } => {
                 let emit = Emission {
                     batch,
-                    final_generation,
+                    budget,
                     retry_id,
                     retry_number,
                 };
@@ -496,8 +500,12 @@ impl Operator for BatchOperator {
         self.core.is_idle() && self.deferred.is_empty() && self.after_commit.is_empty()
     }
 
+    /// In flight: batches that exist at the provider; the rest (cut,
+    /// or started but not accepted yet) are queued.
     fn load(&self) -> (usize, usize) {
-        (self.core.inflight(), self.core.queued())
+        let at_provider = self.core.at_provider();
+        let started = self.core.inflight().saturating_sub(at_provider);
+        (at_provider, started + self.core.queued())
     }
 
     fn summarize(&self, s: &mut Summary) {

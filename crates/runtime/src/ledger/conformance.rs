@@ -97,6 +97,10 @@ fn batch(id: u64, first: Position, end: Position, records: u32) -> Batch {
         output_file: None,
         error_file: None,
         failure: None,
+        // Not the defaults: a ledger must keep them.
+        first_submitted_at: Some(5),
+        fault_retries: 1,
+        submissions: 2,
     }
 }
 
@@ -177,7 +181,7 @@ pub fn run<H: Harness>(h: &mut H) {
     let mut done = b.clone();
     done.phase = Phase::Emitted;
     let mut retry = b
-        .retry_of(&[recs[1].0], 2, "conf-r1".into(), 2)
+        .retry_of(&[recs[1].0], false, 2, "conf-r1".into(), 2)
         .expect("retry");
     retry.phase = Phase::Planned;
     let mut turn = Turn::default();
