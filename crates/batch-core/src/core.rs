@@ -311,13 +311,13 @@ impl Core {
         self.started
     }
 
-    /// Batches that exist at the provider (created, not yet emitted): what
-    /// a progress line may call "in flight" — a batch whose upload keeps
-    /// failing is started but not there.
+    /// Batches the provider holds (uploaded, created or finished, not yet
+    /// emitted): what a progress line may call "in flight" — a batch whose
+    /// upload keeps failing is started but not there.
     pub fn at_provider(&self) -> usize {
         self.runs
             .values()
-            .filter(|r| r.batch.remote_id.is_some())
+            .filter(|r| r.batch.phase != Phase::Planned)
             .count()
     }
 

@@ -500,8 +500,8 @@ impl Operator for BatchOperator {
         self.core.is_idle() && self.deferred.is_empty() && self.after_commit.is_empty()
     }
 
-    /// In flight: batches that exist at the provider; the rest (cut,
-    /// or started but not accepted yet) are queued.
+    /// In flight: batches the provider holds; the rest (cut, or started
+    /// but not uploaded yet) are queued.
     fn load(&self) -> (usize, usize) {
         let at_provider = self.core.at_provider();
         let started = self.core.inflight().saturating_sub(at_provider);
