@@ -282,6 +282,9 @@ mod tests {
             output_file: None,
             error_file: None,
             failure: None,
+            first_submitted_at: None,
+            fault_retries: 0,
+            submissions: 0,
         }
     }
 
@@ -318,7 +321,11 @@ mod tests {
         let b = batch();
         let input = JoinInput {
             batch: &b,
-            final_generation: false,
+            budget: &Budget {
+                retries_spent: false,
+                out_of_time: None,
+                completed: false,
+            },
             results: &results,
             requests: &requests,
             format: WireFormat::OpenAi,
@@ -338,6 +345,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(joined.retry, vec![30], "the expired request is retried");
+        assert!(!joined.charged, "an expiry is not the request's fault");
         assert_eq!(
             (joined.counts.ok, joined.counts.errors, joined.counts.tokens),
             (1, 1, 7)
