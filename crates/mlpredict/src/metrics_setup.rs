@@ -103,6 +103,7 @@ fn register_zeros(batch_mode: bool) {
             }
         }
         gauge!("batches_in_flight").set(0.0);
+        gauge!("provider_up").set(1.0);
     } else {
         counter!("api_calls_total", "call" => "predict").increment(0);
         counter!("api_errors_total", "call" => "predict").increment(0);
@@ -139,7 +140,11 @@ fn describe() {
     );
     describe_gauge!(
         "batches_in_flight",
-        "batches handed to the provider and not yet emitted"
+        "batches created at the provider and not yet emitted"
+    );
+    describe_gauge!(
+        "provider_up",
+        "1 while the provider answers, 0 from a failed call (429, 5xx, no connection) until one succeeds"
     );
     describe_counter!("api_calls_total", "provider API calls, by call");
     describe_counter!(

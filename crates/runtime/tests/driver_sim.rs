@@ -79,6 +79,11 @@ fn batch_mode_exactly_once_under_faults_crashes_and_lane_moves() {
             "{t:?}"
         );
         assert!(t.lists > 0 && t.download_failures > 0, "{t:?}");
+        // Outages: refused calls, records through them ok, records given
+        // up at their deadline, warnings suppressed.
+        assert!(t.outages > 0 && t.outage_refusals > 0, "{t:?}");
+        assert!(t.outage_survivors > 0 && t.out_of_time > 0, "{t:?}");
+        assert!(t.health_suppressed > t.health_warnings, "{t:?}");
     }
 }
 

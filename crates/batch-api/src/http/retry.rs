@@ -100,7 +100,8 @@ where
             }
         })
         .notify(|e: &ApiError, delay: Duration| {
-            tracing::warn!(call = what, class = ?e.class, status = ?e.status, ?delay, error = %e, "retrying");
+            // Quiet: the pipeline reports outages (runtime::batch::health).
+            tracing::debug!(call = what, class = ?e.class, status = ?e.status, ?delay, error = %e, "retrying");
         })
         .await
 }

@@ -90,6 +90,7 @@ fn operator(
         pipeline: cfg.name.clone(),
         epoch: 0,
         background: Arc::default(),
+        health: Arc::new(runtime::batch::health::Health::real()),
     };
     let settings = BatchSettings {
         core: core_config(cfg, limits, list_polling),

@@ -13,6 +13,7 @@ use batch_api::{ApiError, BatchApi, BatchMeta};
 use batch_core::{Batch, Budget, Event};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::health::Health;
 use crate::provider::{failure, remote};
 
 pub enum Msg {
@@ -101,19 +102,22 @@ pub struct Caller {
     pub epoch: u64,
     /// Best-effort calls nobody waits for (remote deletes) still running.
     pub background: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-fn note<T>(counts: &CallCounts, call: &'static str, r: &Result<T, ApiError>) {
-    metrics::counter!("api_calls_total", "call" => call).increment(1);
-    if let Err(e) = r {
-        counts.errors.fetch_add(1, Ordering::Relaxed);
-        let class = format!("{:?}", e.class).to_lowercase();
-        metrics::counter!("api_errors_total", "call" => call, "class" => class).increment(1);
-        tracing::debug!(call, error = %e, "provider call failed");
-    }
+    /// Whether the provider answers (`provider_up`, quiet warnings).
+    pub health: Arc<Health>,
 }
 
 impl Caller {
+    /// Count one call's outcome, in the metrics and the provider's health.
+    fn note<T>(&self, call: &'static str, r: &Result<T, ApiError>) {
+        metrics::counter!("api_calls_total", "call" => call).increment(1);
+        if let Err(e) = r {
+            self.counts.errors.fetch_add(1, Ordering::Relaxed);
+            let class = format!("{:?}", e.class).to_lowercase();
+            metrics::counter!("api_errors_total", "call" => call, "class" => class).increment(1);
+        }
+        self.health.note(call, r);
+    }
+
     /// Give best-effort calls still running a moment to finish before exit.
     pub fn drain(&self, at_most: std::time::Duration) {
         let deadline = std::time::Instant::now() + at_most;
@@ -146,7 +150,7 @@ impl Caller {
         c.counts.upload.fetch_add(1, Ordering::Relaxed);
         self.spawn(async move {
             let r = c.api.upload(&path, &file_name).await;
-            note(&c.counts, "upload", &r);
+            c.note("upload", &r);
             Msg::Core(Event::Uploaded {
                 id,
                 result: r.map_err(|e| failure(&e)),
@@ -160,7 +164,7 @@ impl Caller {
         self.spawn(async move {
             let meta = c.meta(&batch);
             let r = c.api.create(batch.file_id.as_deref(), &path, &meta).await;
-            note(&c.counts, "create", &r);
+            c.note("create", &r);
             if r.is_ok() {
                 crate::failpoint::hit("after-create");
                 metrics::counter!("batch_jobs_submitted_total").increment(1);
@@ -178,7 +182,7 @@ impl Caller {
         self.spawn(async move {
             let meta = c.meta(&batch);
             let r = c.api.find(&meta, (not_before_ms / 1000) as i64).await;
-            note(&c.counts, "find", &r);
+            c.note("find", &r);
             if let Ok(Some(found)) = &r {
                 tracing::info!(batch = %batch.number, attempt = batch.attempt, remote = %found.id, "adopting a batch created before a crash");
                 metrics::counter!("batch_jobs_adopted_total").increment(1);
@@ -192,7 +196,7 @@ impl Caller {
         c.counts.poll.fetch_add(1, Ordering::Relaxed);
         self.spawn(async move {
             let r = c.api.get(&remote_id).await;
-            note(&c.counts, "poll", &r);
+            c.note("poll", &r);
             Msg::Core(Event::Polled {
                 id,
                 result: r.map(remote).map_err(|e| failure(&e)),
@@ -215,7 +219,7 @@ impl Caller {
             for _ in 0..max_pages {
                 c.counts.list.fetch_add(1, Ordering::Relaxed);
                 let r = c.api.list(after.as_deref(), 100).await;
-                note(&c.counts, "list", &r);
+                c.note("list", &r);
                 let Ok(page) = r else { break };
                 for b in page.batches {
                     if let Some(id) = wanted.remove(&b.id) {
@@ -244,7 +248,7 @@ impl Caller {
         c.counts.cancel.fetch_add(1, Ordering::Relaxed);
         self.spawn(async move {
             let r = c.api.cancel(&remote_id).await;
-            note(&c.counts, "cancel", &r);
+            c.note("cancel", &r);
             Msg::Core(Event::CancelRequested {
                 id,
                 result: r.map(drop).map_err(|e| failure(&e)),
@@ -271,7 +275,7 @@ impl Caller {
             for file in files {
                 c.counts.download.fetch_add(1, Ordering::Relaxed);
                 let r = c.api.fetch(&file).await;
-                note(&c.counts, "download", &r);
+                c.note("download", &r);
                 match r {
                     Ok(bytes) => results.push(bytes),
                     Err(e) if e.class == batch_api::ErrorClass::NotFound => {
@@ -308,7 +312,7 @@ impl Caller {
             for f in files {
                 c.counts.delete.fetch_add(1, Ordering::Relaxed);
                 let r = c.api.delete_file(&f).await;
-                note(&c.counts, "delete", &r);
+                c.note("delete", &r);
             }
             c.background.fetch_sub(1, Ordering::SeqCst);
         }));

@@ -6,6 +6,7 @@
 
 pub mod calls;
 pub mod emit;
+pub mod health;
 pub mod local;
 mod record_file;
 pub mod requests;

@@ -99,11 +99,19 @@ pub struct Books {
     pub cancelled: u64,
     pub lists: u64,
     pub download_failures: u64,
+    /// When each record was first uploaded (true time, whatever the
+    /// pipeline remembers after crashes).
+    pub first_upload: BTreeMap<(LaneId, Position), Millis>,
+    /// Calls refused during the outage.
+    pub outage_refusals: u64,
 }
 
 struct Inner {
     rng: StdRng,
     faults: Faults,
+    /// `[start, end)`: every call is refused (429, 503 or no connection),
+    /// and batches running at its start expire then.
+    outage: Option<(Millis, Millis)>,
     next: u64,
     files: BTreeMap<String, Vec<(LaneId, Position)>>,
     batches: BTreeMap<String, SimBatch>,
@@ -144,6 +152,7 @@ impl SimApi {
             inner: Arc::new(Mutex::new(Inner {
                 rng: StdRng::seed_from_u64(seed ^ 0x51AB_A7C4),
                 faults,
+                outage: None,
                 next: 0,
                 files: BTreeMap::new(),
                 batches: BTreeMap::new(),
@@ -153,6 +162,14 @@ impl SimApi {
             clock,
             broker,
         }
+    }
+
+    pub fn set_outage(&self, outage: Option<(Millis, Millis)>) {
+        self.inner.lock().unwrap().outage = outage;
+    }
+
+    pub fn outage(&self) -> Option<(Millis, Millis)> {
+        self.inner.lock().unwrap().outage
     }
 
     pub fn books(&self) -> Books {
@@ -191,6 +208,21 @@ impl SimApi {
 }
 
 impl Inner {
+    /// During the outage: refused, before acting.
+    fn down(&mut self, now: Millis) -> Result<(), ApiError> {
+        match self.outage {
+            Some((start, end)) if (start..end).contains(&now) => {
+                self.books.outage_refusals += 1;
+                Err(match self.rng.random_range(0..3) {
+                    0 => err(ErrorClass::Transient, "rate_limit_exceeded"),
+                    1 => err(ErrorClass::Transient, "service_unavailable"),
+                    _ => err(ErrorClass::Transient, "connection_refused"),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn roll(&mut self, fault: fn(&Faults) -> f64) -> bool {
         let p = fault(&self.faults);
         self.rng.random_bool(p.clamp(0.0, 1.0))
@@ -324,13 +356,19 @@ impl BatchApi for SimApi {
             .map_or(file_name, |(n, _)| n)
             .to_owned();
         self.check_durable(&number, None, None);
+        let now = self.now();
         let mut s = self.inner.lock().unwrap();
+        let uploaded = members(path);
+        for &m in &uploaded {
+            s.books.first_upload.entry(m).or_insert(now);
+        }
+        s.down(now)?;
         if s.roll(|f| f.upload_fail) {
             return Err(err(ErrorClass::Transient, "rate_limit_exceeded"));
         }
         s.next += 1;
         let id = format!("file-{}", s.next);
-        s.files.insert(id.clone(), members(path));
+        s.files.insert(id.clone(), uploaded);
         Ok(Some(id))
     }
 
@@ -343,6 +381,7 @@ impl BatchApi for SimApi {
         self.check_durable(&meta.batch_number, Some(meta.attempt), file_id);
         let now = self.now();
         let mut s = self.inner.lock().unwrap();
+        s.down(now)?;
         if s.roll(|f| f.create_429) {
             return Err(err(ErrorClass::Transient, "rate_limit_exceeded"));
         }
@@ -368,11 +407,18 @@ impl BatchApi for SimApi {
         } else {
             Fate::Complete
         };
-        let run = if s.roll(|f| f.slow) {
+        let mut run = if s.roll(|f| f.slow) {
             s.rng.random_range(1_000..120_000)
         } else {
             s.rng.random_range(10..2_000)
         };
+        let mut fate = fate;
+        if let Some((start, _)) = s.outage {
+            if (now..now + run).contains(&start) && fate == Fate::Complete {
+                fate = Fate::Expire;
+                run = start - now;
+            }
+        }
         s.books.quota += u64::from(fate == Fate::Quota);
         s.books.invalid += u64::from(fate == Fate::Invalid);
         s.books.expired += u64::from(fate == Fate::Expire);
@@ -403,6 +449,7 @@ impl BatchApi for SimApi {
     async fn get(&self, batch_id: &str) -> Result<RemoteBatch, ApiError> {
         let now = self.now();
         let mut s = self.inner.lock().unwrap();
+        s.down(now)?;
         if s.roll(|f| f.poll_fail) {
             return Err(err(ErrorClass::Ambiguous, "server_error"));
         }
@@ -416,6 +463,7 @@ impl BatchApi for SimApi {
         let now = self.now();
         let mut s = self.inner.lock().unwrap();
         s.books.lists += 1;
+        s.down(now)?;
         if s.roll(|f| f.poll_fail) {
             return Err(err(ErrorClass::Transient, "server_error"));
         }
@@ -446,7 +494,9 @@ impl BatchApi for SimApi {
             matches!(to, DownloadTo::Memory),
             "the runtime joins in memory"
         );
+        let now = self.now();
         let mut s = self.inner.lock().unwrap();
+        s.down(now)?;
         if s.roll(|f| f.download_fail) {
             s.books.download_failures += 1;
             return Err(err(ErrorClass::Transient, "server_error"));
@@ -460,6 +510,7 @@ impl BatchApi for SimApi {
     async fn cancel(&self, batch_id: &str) -> Result<RemoteBatch, ApiError> {
         let now = self.now();
         let mut s = self.inner.lock().unwrap();
+        s.down(now)?;
         let b = s
             .batches
             .get_mut(batch_id)
@@ -482,6 +533,7 @@ impl BatchApi for SimApi {
     ) -> Result<Option<RemoteBatch>, ApiError> {
         let now = self.now();
         let mut s = self.inner.lock().unwrap();
+        s.down(now)?;
         if s.roll(|f| f.find_fail) {
             return Err(err(ErrorClass::Transient, "server_error"));
         }

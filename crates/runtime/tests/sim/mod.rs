@@ -6,6 +6,7 @@
 //! output lines.
 
 pub mod api;
+pub mod budget;
 pub mod exec;
 pub mod sync_api;
 
@@ -22,6 +23,7 @@ use batch_core::{CoreConfig, LaneId, Position};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use runtime::batch::calls::{CallCounts, Caller, Msg};
+use runtime::batch::health::Health;
 use runtime::batch::local::LocalDir;
 use runtime::batch::spool::Spool;
 use runtime::batch::{BatchOperator, BatchSettings};
@@ -73,6 +75,16 @@ pub struct Totals {
     pub lists: u64,
     pub download_failures: u64,
     pub steps: u64,
+    /// Seeds with a provider outage; calls it refused.
+    pub outages: u64,
+    pub outage_refusals: u64,
+    /// Errors emitted once the retry deadline passed, and records that
+    /// came through an outage ok.
+    pub out_of_time: u64,
+    pub outage_survivors: u64,
+    /// Provider health: outage warnings logged and suppressed.
+    pub health_warnings: u64,
+    pub health_suppressed: u64,
 }
 
 impl Totals {
@@ -94,6 +106,12 @@ impl Totals {
         self.lists += o.lists;
         self.download_failures += o.download_failures;
         self.steps += o.steps;
+        self.outages += o.outages;
+        self.outage_refusals += o.outage_refusals;
+        self.out_of_time += o.out_of_time;
+        self.outage_survivors += o.outage_survivors;
+        self.health_warnings += o.health_warnings;
+        self.health_suppressed += o.health_suppressed;
     }
 }
 
@@ -121,6 +139,8 @@ pub struct World {
     keep_records: bool,
     read_burst: usize,
     totals: Totals,
+    health: Arc<Health>,
+    watch: budget::Watch,
 }
 
 /// A record's value: usable, or one of the ways a record is not.
@@ -169,6 +189,29 @@ impl World {
         let broker = MemBroker::new(values);
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let api = SimApi::new(seed, faults, clock.clone(), broker.clone());
+        if mode == Mode::Batch {
+            // Own draws, so the other modes' worlds stay as they were.
+            let mut o = StdRng::seed_from_u64(seed ^ 0x0B7A_6E5D);
+            cfg.retry_deadline_ms = [20_000, 72 * 3_600_000][o.random_range(0..2)];
+            // A fifth of the seeds lose the provider for up to six minutes.
+            let outage = o.random_bool(0.2).then(|| {
+                let start =
+                    clock.load(std::sync::atomic::Ordering::SeqCst) + o.random_range(0..20_000);
+                let len = if o.random_bool(0.7) {
+                    o.random_range(5_000..60_000)
+                } else {
+                    o.random_range(180_000..360_000)
+                };
+                (start, start + len)
+            });
+            api.set_outage(outage);
+        }
+        let health = {
+            let c = clock.clone();
+            Arc::new(Health::new(Arc::new(move || {
+                c.load(std::sync::atomic::Ordering::SeqCst)
+            })))
+        };
         let n_instances = rng.random_range(1..=2);
         let dir = tempfile::Builder::new()
             .prefix("mlpredict-sim-")
@@ -198,6 +241,8 @@ impl World {
             incarnation: 0,
             dir,
             totals: Totals::default(),
+            health,
+            watch: budget::Watch::default(),
         };
         for i in 0..n_instances {
             world.start(i);
@@ -239,6 +284,7 @@ impl World {
                     pipeline: "sim".into(),
                     epoch: 0,
                     background: Arc::default(),
+                    health: self.health.clone(),
                 };
                 let settings = BatchSettings {
                     core: self.cfg.clone(),
@@ -335,6 +381,9 @@ impl World {
                     }
                     Err(p) => std::panic::resume_unwind(p),
                 }
+                if self.mode == Mode::Batch {
+                    self.watch_budgets();
+                }
             }
             if self.finished.iter().all(|&f| f) {
                 break;
@@ -367,6 +416,19 @@ impl World {
                 self.broker.lock().abort_next = true;
             }
         }
+    }
+
+    fn watch_budgets(&mut self) {
+        let d = self.broker.lock();
+        let books = self.api.books();
+        let now = self.clock.load(std::sync::atomic::Ordering::SeqCst);
+        self.watch.observe(
+            &d.outputs,
+            now,
+            &books.first_upload,
+            self.cfg.retry_deadline_ms,
+            self.api.outage().map(|o| o.1),
+        );
     }
 
     pub fn check(&mut self) {
@@ -459,6 +521,22 @@ impl World {
         self.totals.cancelled += books.cancelled;
         self.totals.lists += books.lists;
         self.totals.download_failures += books.download_failures;
+        self.totals.outages += u64::from(self.api.outage().is_some());
+        self.totals.outage_refusals += books.outage_refusals;
+        self.totals.out_of_time += self.watch.out_of_time;
+        self.totals.outage_survivors += self.watch.survivors;
+        let health = self.health.counts();
+        self.totals.health_warnings += health.warnings;
+        self.totals.health_suppressed += health.suppressed;
+        // Quiet: one warning per outage, then one per WARN_EVERY at most.
+        let outage_ms = self.api.outage().map_or(0, |o| o.1 - o.0);
+        let allowed = health.outages * (2 + outage_ms / runtime::batch::health::WARN_EVERY);
+        assert!(
+            health.warnings <= allowed,
+            "{} outage warnings for {} outages of {outage_ms} ms",
+            health.warnings,
+            health.outages
+        );
         self.totals.fenced_commits += d.fenced;
         self.totals.aborted_commits += d.aborts;
     }
