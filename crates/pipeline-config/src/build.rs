@@ -196,6 +196,16 @@ pub(crate) fn build_with(
 ) -> Result<PipelineConfig, ConfigError> {
     let mut map = flat::parse_toml(text, path)?;
     flat::apply_overrides(&mut map, overrides)?;
+    build_map(map, env, secrets)
+}
+
+/// Validate a flat map (from TOML or from SQL, `-D` overrides applied):
+/// the one validation both front ends share.
+pub(crate) fn build_map(
+    mut map: FlatMap,
+    env: Env<'_>,
+    secrets: Secrets,
+) -> Result<PipelineConfig, ConfigError> {
     if secrets == Secrets::Skip {
         map.retain(|key, _| keys::lookup(key).is_none_or(|k| k.kind != Kind::Secret));
     }

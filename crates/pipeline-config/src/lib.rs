@@ -12,6 +12,7 @@ mod build;
 mod error;
 mod flat;
 mod keys;
+pub mod sql;
 mod value;
 
 #[cfg(test)]
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use keys::{KeyInfo, Kind, Req, Scope};
+pub use sql::SqlError;
 
 /// Read and validate a configuration file, with `key=value` overrides
 /// (the arguments of `-D`, later ones win). `${VAR}` references are
