@@ -4,6 +4,7 @@ mod logging;
 mod metrics_setup;
 mod quickstart;
 mod runtime;
+mod sql_cmd;
 mod status;
 mod sync_mode;
 
@@ -73,6 +74,10 @@ enum Command {
         #[arg(long, env = "MLPREDICT_INSTANCE_ID", value_name = "ID")]
         instance_id: Option<String>,
     },
+    /// Run a Flink SQL job (SET, CREATE TABLE, CREATE MODEL, INSERT INTO ...
+    /// SELECT ... FROM ML_PREDICT(...)): README "Flink SQL".
+    #[command(after_help = EXIT_CODES)]
+    Sql(sql_cmd::SqlArgs),
     /// Show a pipeline's batches from its state database.
     #[command(after_help = STATUS_COLUMNS)]
     Status {
@@ -170,50 +175,15 @@ fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             instance_id,
         } => {
             let cfg = load_config(&config, &define)?;
-            let file_source = matches!(cfg.source, pipeline_config::SourceConfig::File { .. });
-            if cancel_inflight && !(cfg.batch.enabled && file_source) {
-                // Kafka lanes move to other instances, which resume their
-                // batches; synchronous mode finishes its requests anyway.
-                anyhow::bail!(
-                    "--cancel-inflight applies to batch mode with a file source only (this pipeline: {})",
-                    if cfg.batch.enabled { "kafka source" } else { "ml.batch.enabled = false" }
-                );
-            }
-            metrics_setup::install(&cfg, &rt)?;
-            let shutdown = shutdown_flag(&rt);
-            let opts = runtime::Options {
+            run_pipeline(
+                &cfg,
+                &rt,
                 cancel_inflight,
-                shutdown,
-                progress: std::io::stderr().is_terminal(),
-            };
-            if !cfg.batch.enabled {
-                let summary = sync_mode::run(
-                    &cfg,
-                    rt.handle().clone(),
-                    opts,
-                    until_idle,
-                    instance_id.as_deref(),
-                )?;
-                sync_mode::print_summary(&summary);
-                return Ok(run_exit_code(summary.interrupted));
-            }
-            let summary = match &cfg.source {
-                pipeline_config::SourceConfig::Kafka(_) => runtime::run_kafka(
-                    &cfg,
-                    rt.handle().clone(),
-                    opts,
-                    until_idle,
-                    instance_id.as_deref(),
-                )?,
-                // The batch operator refuses a lane an interrupted
-                // ALLOW_UNORDERED synchronous run left records ahead in.
-                pipeline_config::SourceConfig::File { .. } => {
-                    runtime::run_batch(&cfg, rt.handle().clone(), opts)?
-                }
-            };
-            quickstart::print_summary(&summary);
-            Ok(run_exit_code(summary.interrupted))
+                until_idle,
+                instance_id.as_deref(),
+            )
         }
+        Command::Sql(args) => sql_cmd::run(args, &rt),
         Command::Status {
             config,
             define,
@@ -233,6 +203,54 @@ fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// Run a validated pipeline: the `run` command, and `sql` without
+/// `--explain`.
+fn run_pipeline(
+    cfg: &pipeline_config::PipelineConfig,
+    rt: &tokio::runtime::Runtime,
+    cancel_inflight: bool,
+    until_idle: bool,
+    instance_id: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let file_source = matches!(cfg.source, pipeline_config::SourceConfig::File { .. });
+    if cancel_inflight && !(cfg.batch.enabled && file_source) {
+        // Kafka lanes move to other instances, which resume their
+        // batches; synchronous mode finishes its requests anyway.
+        anyhow::bail!(
+            "--cancel-inflight applies to batch mode with a file source only (this pipeline: {})",
+            if cfg.batch.enabled {
+                "kafka source"
+            } else {
+                "ml.batch.enabled = false"
+            }
+        );
+    }
+    metrics_setup::install(cfg, rt)?;
+    let shutdown = shutdown_flag(rt);
+    let opts = runtime::Options {
+        cancel_inflight,
+        shutdown,
+        progress: std::io::stderr().is_terminal(),
+    };
+    if !cfg.batch.enabled {
+        let summary = sync_mode::run(cfg, rt.handle().clone(), opts, until_idle, instance_id)?;
+        sync_mode::print_summary(&summary);
+        return Ok(run_exit_code(summary.interrupted));
+    }
+    let summary = match &cfg.source {
+        pipeline_config::SourceConfig::Kafka(_) => {
+            runtime::run_kafka(cfg, rt.handle().clone(), opts, until_idle, instance_id)?
+        }
+        // The batch operator refuses a lane an interrupted
+        // ALLOW_UNORDERED synchronous run left records ahead in.
+        pipeline_config::SourceConfig::File { .. } => {
+            runtime::run_batch(cfg, rt.handle().clone(), opts)?
+        }
+    };
+    quickstart::print_summary(&summary);
+    Ok(run_exit_code(summary.interrupted))
 }
 
 const SIGINT: i32 = 2;
