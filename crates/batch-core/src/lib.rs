@@ -16,12 +16,15 @@ mod backoff;
 mod batch;
 mod budget;
 mod core;
+mod events;
+mod lifecycle;
 mod planner;
 
 pub use crate::backoff::backoff_ms;
 pub use crate::batch::{Batch, BatchFailure, Phase, RemoteState, ResultClass};
 pub use crate::budget::{fmt_duration, is_capacity_code, Budget, Disposition};
-pub use crate::core::{Action, Core, Event, Failure, FailureKind, LaneStart, Remote};
+pub use crate::core::{Core, LaneStart};
+pub use crate::events::{Action, Event, Failure, FailureKind, Remote};
 pub use crate::planner::{Plan, RecordCuts};
 
 /// One ordered, replayable input sequence: a Kafka partition or an input file.
