@@ -340,10 +340,25 @@ impl KafkaIo {
     }
 
     /// Hand the next input record to `f`, if one comes within `timeout`.
-    /// Returns whether a record came.
-    pub fn poll(&self, timeout: Duration, f: &mut dyn FnMut(InputRecord<'_>)) -> bool {
-        match self.consumer.poll(timeout) {
+    /// Returns whether a record came; an error only when this consumer can
+    /// never consume again (another process took its static membership).
+    pub fn poll(
+        &self,
+        timeout: Duration,
+        f: &mut dyn FnMut(InputRecord<'_>),
+    ) -> anyhow::Result<bool> {
+        Ok(match self.consumer.poll(timeout) {
             None => false,
+            Some(Err(e))
+                if e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::FencedInstanceId) =>
+            {
+                bail!(
+                    "another consumer joined the group with this instance's id ({}): two processes share an instance id; \
+                     give each one its own --instance-id (or MLPREDICT_INSTANCE_ID)",
+                    self.s.group_instance_id.as_deref().unwrap_or("?")
+                )
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "kafka consumer error");
                 false
@@ -357,7 +372,7 @@ impl KafkaIo {
                 });
                 true
             }
-        }
+        })
     }
 
     /// Stop (or restart) fetching every assigned partition, while the

@@ -11,9 +11,11 @@
 //!
 //! - `--instance-id ID` (or MLPREDICT_INSTANCE_ID): `instance-ID/`, refused
 //!   while another process on this machine holds it;
-//! - by default `{hostname}-{N}`, `instance-N/` being the lowest slot no
-//!   live process holds. A restart after kill -9 takes the freed slot, so
-//!   it gets the same id and the same directory.
+//! - by default `{hostname}-{dir}-{N}`, `instance-N/` being the lowest slot
+//!   no live process holds, `{dir}` a short hash of the local directory (two
+//!   pipelines on one machine with different `ml.batch.local.dir`s have
+//!   slots of their own and must not share ids). A restart after kill -9
+//!   takes the freed slot, so it gets the same id and the same directory.
 //!
 //! The lock dies with the process; the directory stays and is reused (its
 //! files, a cache rebuilt from Kafka, are removed when it is taken).
@@ -59,12 +61,13 @@ impl Instance {
             }
             None => {
                 let host = hostname();
+                let dir_tag = dir_tag(base)?;
                 let mut slot = 0u32;
                 loop {
                     let dir = base.join(format!("instance-{slot}"));
                     if let Some(lock) = try_lock(&dir)? {
                         break Self {
-                            id: format!("{host}-{slot}"),
+                            id: format!("{host}-{dir_tag}-{slot}"),
                             dir,
                             _lock: lock,
                         };
@@ -137,6 +140,16 @@ fn try_lock(dir: &Path) -> anyhow::Result<Option<File>> {
 }
 
 /// The machine's name, in the characters an id may hold.
+/// 8 hex digits naming the local directory, stable across restarts.
+fn dir_tag(base: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(base).with_context(|| format!("cannot create {}", base.display()))?;
+    let path = base
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", base.display()))?;
+    let hash = xxhash_rust::xxh3::xxh3_64(path.as_os_str().as_encoded_bytes());
+    Ok(format!("{:08x}", hash >> 32))
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its whole length.
@@ -185,6 +198,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![LOCK], "stale files removed");
+    }
+
+    #[test]
+    fn pipelines_with_other_local_dirs_never_share_an_id() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Instance::claim(one.path(), None).unwrap();
+        let b = Instance::claim(two.path(), None).unwrap();
+        assert_ne!(a.id, b.id, "both slot 0, but of other directories");
+        let a_id = a.id.clone();
+        drop(a);
+        assert_eq!(
+            Instance::claim(one.path(), None).unwrap().id,
+            a_id,
+            "stable"
+        );
     }
 
     #[test]

@@ -329,7 +329,7 @@ impl Ledger for KafkaLedger {
                     key: r.key,
                     value: r.value,
                 }));
-            });
+            })?;
             if !got {
                 break;
             }
