@@ -54,6 +54,10 @@ pub struct MockArgs {
     /// Requests-per-minute limit of the synchronous endpoints (429 past it).
     #[arg(long)]
     pub rpm: Option<u32>,
+    /// Length of the sliding window `--rpm` counts requests in (default
+    /// 1m); shorter windows let tests run at the limit in less time.
+    #[arg(long, value_name = "DURATION")]
+    pub rpm_window: Option<humantime::Duration>,
     /// Largest accepted upload in bytes (default 200 MiB).
     #[arg(long, value_name = "BYTES")]
     pub max_file_bytes: Option<u64>,
@@ -111,6 +115,7 @@ struct FileArgs {
     slow_finalizing: Option<String>,
     sync_latency: Option<String>,
     rpm: Option<u32>,
+    rpm_window: Option<String>,
     max_file_bytes: Option<u64>,
     retry_after: Option<String>,
     rate_limit_fraction: Option<f64>,
@@ -151,6 +156,8 @@ pub struct MockConfig {
     pub cancelling: Duration,
     pub sync_latency: Duration,
     pub rpm: Option<u32>,
+    /// The window `rpm` counts requests in.
+    pub rpm_window: Duration,
     pub max_file_bytes: u64,
     pub retry_after: Duration,
     pub faults: FaultConfig,
@@ -170,6 +177,7 @@ impl Default for MockConfig {
             cancelling: Duration::from_millis(100),
             sync_latency: Duration::ZERO,
             rpm: None,
+            rpm_window: Duration::from_secs(60),
             max_file_bytes: 200 * 1024 * 1024,
             retry_after: Duration::from_millis(200),
             faults: FaultConfig::default(),
@@ -232,6 +240,12 @@ impl MockConfig {
                 d.sync_latency,
             )?,
             rpm: args.rpm.or(file.rpm),
+            rpm_window: dur(
+                args.rpm_window,
+                &file.rpm_window,
+                "rpm-window",
+                d.rpm_window,
+            )?,
             max_file_bytes: args
                 .max_file_bytes
                 .or(file.max_file_bytes)

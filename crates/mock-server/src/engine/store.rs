@@ -105,24 +105,26 @@ impl AppState {
         }
     }
 
-    /// Admits one synchronous request into the sliding one-minute window of
-    /// `--rpm`, or tells how long until a slot frees up.
+    /// Admits one synchronous request into the sliding window of `--rpm`
+    /// (`--rpm-window`, one minute by default), or tells how long until a
+    /// slot frees up.
     pub(crate) fn admit_sync(&self) -> Result<(), Duration> {
         let Some(rpm) = self.cfg.rpm else {
             return Ok(());
         };
         let now = Instant::now();
+        let span = self.cfg.rpm_window;
         let mut window = self.rpm_window.lock().expect("rpm lock");
         while window
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            .is_some_and(|t| now.duration_since(*t) >= span)
         {
             window.pop_front();
         }
         if window.len() >= rpm as usize {
             let oldest = *window.front().expect("window is full");
             self.stats.fault("rpm_limit");
-            return Err(Duration::from_secs(60).saturating_sub(now.duration_since(oldest)));
+            return Err(span.saturating_sub(now.duration_since(oldest)));
         }
         window.push_back(now);
         Ok(())
