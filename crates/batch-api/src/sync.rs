@@ -1,8 +1,14 @@
 //! One synchronous request per record, with retries: 408, 429, 5xx,
-//! timeouts and connection errors are retried with exponential backoff and
-//! jitter, honouring `retry-after-ms` / `retry-after`; a 429 also holds back
-//! every other request until its retry-after has passed (one shared gate),
-//! so a rate-limited endpoint is not hammered by the whole window at once.
+//! timeouts and connection errors (the provider's capacity, not the
+//! request's fault) are retried with exponential backoff and jitter,
+//! honouring `retry-after-ms` / `retry-after`; a 429 also holds back every
+//! other request until its retry-after has passed (one shared gate), so a
+//! rate-limited endpoint is not hammered by the whole window at once.
+//!
+//! The budget is Flink's: `timeout` runs from the first call to the final
+//! answer, retries included, and `max_retries` (Flink's `retry-num`) caps
+//! the retries within it. When either runs out, the last failure is
+//! emitted with a message saying how long and how often it was tried.
 //! Other 4xx are answered at once with an error record; 401/403 stop the
 //! pipeline (nothing would work until the key is fixed), like batch mode.
 //!
@@ -58,7 +64,10 @@ pub struct Settings<'a> {
     pub output_field: &'a str,
     pub task: Task,
     pub format: WireFormat,
+    /// From the first call to the final answer, retries included.
     pub timeout: Duration,
+    /// Longest single call.
+    pub request_timeout: Duration,
     pub max_retries: u32,
     pub max_concurrent: usize,
 }
@@ -68,6 +77,8 @@ pub struct Client {
     url: String,
     task: Task,
     format: WireFormat,
+    timeout: Duration,
+    request_timeout: Duration,
     max_retries: u32,
     pipeline: String,
     /// `,"prediction":`
@@ -139,9 +150,10 @@ impl Client {
             Auth::Anthropic { .. } => AuthStyle::Header("x-api-key"),
             Auth::Bearer => AuthStyle::Bearer,
         };
+        let request_timeout = s.request_timeout.min(s.timeout);
         let timeouts = ClientTimeouts {
-            connect: s.timeout.min(Duration::from_secs(10)),
-            request: s.timeout,
+            connect: request_timeout.min(Duration::from_secs(10)),
+            request: request_timeout,
         };
         let max_concurrent = s.max_concurrent;
         let http = Http::with_client(s.api_key.map(str::to_owned), style, timeouts, |b| {
@@ -164,6 +176,8 @@ impl Client {
             url: url.into(),
             task: s.task,
             format: s.format,
+            timeout: s.timeout,
+            request_timeout,
             max_retries: s.max_retries,
             pipeline: s.pipeline.to_owned(),
             prediction_key,
@@ -173,8 +187,8 @@ impl Client {
         })
     }
 
-    /// Send one record's request until it is answered, retries exhausted,
-    /// or the pipeline stops.
+    /// Send one record's request until it is answered, its budget
+    /// (`timeout`, `max_retries`) runs out, or the pipeline stops.
     pub async fn call(self: Arc<Self>, mut job: Job, mut stop: watch::Receiver<bool>) -> Done {
         let (seq, lane) = (job.seq, job.lane);
         let done = |key, answer| Done {
@@ -187,23 +201,31 @@ impl Client {
         // retries of one record from different records.
         let request_id = format!("{}-{}-{}", self.pipeline, job.lane, job.pos);
         let mut retries = 0u32;
+        // The budget runs from the first call, as Flink's `timeout`.
+        let mut deadline: Option<Instant> = None;
+        // The failure retried last, emitted if the budget ends in a wait.
+        let mut last: Option<Attempt> = None;
         loop {
-            if !self.wait_gate(&mut stop).await || *stop.borrow() {
+            if !self.wait_gate(&mut stop, deadline).await || *stop.borrow() {
                 return done(job.key.take(), Answer::Dropped);
             }
-            let attempt = self.send(&request_id, job.body.clone()).await;
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + self.timeout);
+            let left = deadline.saturating_duration_since(now);
+            let (attempt, in_time) = match last.take() {
+                Some(failed) if left.is_zero() => (failed, false),
+                _ => {
+                    let timeout = left.min(self.request_timeout);
+                    (
+                        self.send(&request_id, job.body.clone(), timeout).await,
+                        true,
+                    )
+                }
+            };
             let retriable = match &attempt {
                 Attempt::Response { status, .. } => is_retriable_http_status(*status),
                 Attempt::Transport { .. } => true,
             };
-            let failed = match &attempt {
-                Attempt::Response { status, .. } => !(200..300).contains(status),
-                Attempt::Transport { .. } => true,
-            };
-            if failed {
-                self.failed_calls.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("api_errors_total", "call" => "predict").increment(1);
-            }
             if let Attempt::Response {
                 status: status @ (401 | 403),
                 body,
@@ -222,47 +244,22 @@ impl Client {
                     "the provider refused our credentials (http {status}, {code}: {message}); check model.api-key"
                 )));
             }
-            if retriable && retries < self.max_retries {
-                let delay = match &attempt {
-                    Attempt::Response {
-                        status,
-                        retry_after: Some(ra),
-                        ..
-                    } => {
-                        let ra = (*ra).min(MAX_RETRY_AFTER);
-                        if *status == 429 {
-                            self.close_gate(ra);
-                        }
-                        ra + jitter(ra / 10 + Duration::from_millis(20))
+            if retriable && in_time {
+                let delay = self.retry_delay(&attempt, retries);
+                // Worth waiting only if a call can still follow in time.
+                let resume = Instant::now() + delay.max(self.gate_left());
+                if retries < self.max_retries && resume < deadline {
+                    retries += 1;
+                    last = Some(attempt);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => return done(job.key.take(), Answer::Dropped),
                     }
-                    _ => backoff(retries),
-                };
-                retries += 1;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return done(job.key.take(), Answer::Dropped),
+                    continue;
                 }
-                continue;
             }
-            let (line, ok, tokens) = match &attempt {
-                Attempt::Response { status, body, .. } => {
-                    let mut scratch = Vec::new();
-                    let outcome = self.outcome(*status, body, &mut scratch);
-                    self.output_line(&job.record, lane, job.pos, retries, &outcome)
-                }
-                Attempt::Transport { timeout, message } => {
-                    let outcome = Outcome::Failed {
-                        code: Cow::Borrowed(if *timeout {
-                            "timeout"
-                        } else {
-                            "connection_error"
-                        }),
-                        message: Cow::Borrowed(message),
-                        retriable: true,
-                    };
-                    self.output_line(&job.record, lane, job.pos, retries, &outcome)
-                }
-            };
+            let gave_up = retriable.then(|| self.gave_up(deadline, retries));
+            let (line, ok, tokens) = self.answer_line(&job, &attempt, retries, gave_up);
             return done(
                 job.key.take(),
                 Answer::Emit {
@@ -275,13 +272,96 @@ impl Client {
         }
     }
 
-    async fn send(&self, request_id: &str, body: Bytes) -> Attempt {
+    /// How long to wait before retrying a capacity failure; a 429 with a
+    /// `retry-after` also holds back every other request.
+    fn retry_delay(&self, attempt: &Attempt, retries: u32) -> Duration {
+        match attempt {
+            Attempt::Response {
+                status,
+                retry_after: Some(ra),
+                ..
+            } => {
+                let ra = (*ra).min(MAX_RETRY_AFTER);
+                if *status == 429 {
+                    self.close_gate(ra);
+                }
+                ra + jitter(ra / 10 + Duration::from_millis(20))
+            }
+            _ => backoff(retries),
+        }
+    }
+
+    /// Why a capacity failure is emitted: which budget ran out, after how
+    /// long and how many calls.
+    fn gave_up(&self, deadline: Instant, retries: u32) -> String {
+        let started = deadline - self.timeout;
+        let tried = round(started.elapsed());
+        let calls = retries + 1;
+        let budget = if retries >= self.max_retries {
+            format!("ml.predict.max-retries = {}", self.max_retries)
+        } else {
+            format!(
+                "ml.predict.timeout = {}",
+                humantime::format_duration(round(self.timeout))
+            )
+        };
+        format!(
+            "gave up after {} and {calls} call{} ({budget})",
+            humantime::format_duration(tried),
+            if calls == 1 { "" } else { "s" },
+        )
+    }
+
+    /// The output line of a final attempt; `gave_up` prefixes the message
+    /// of a failure whose budget ran out.
+    fn answer_line(
+        &self,
+        job: &Job,
+        attempt: &Attempt,
+        retries: u32,
+        gave_up: Option<String>,
+    ) -> (Vec<u8>, bool, u64) {
+        let mut scratch = Vec::new();
+        let outcome = match attempt {
+            Attempt::Response { status, body, .. } => self.outcome(*status, body, &mut scratch),
+            Attempt::Transport { timeout, message } => Outcome::Failed {
+                code: Cow::Borrowed(if *timeout {
+                    "timeout"
+                } else {
+                    "connection_error"
+                }),
+                message: Cow::Borrowed(message),
+                retriable: true,
+            },
+        };
+        let outcome = match (outcome, gave_up) {
+            (
+                Outcome::Failed {
+                    code,
+                    message,
+                    retriable,
+                },
+                Some(why),
+            ) => Outcome::Failed {
+                code,
+                message: Cow::Owned(format!("{why}: {message}")),
+                retriable,
+            },
+            (outcome, _) => outcome,
+        };
+        self.output_line(&job.record, job.lane, job.pos, retries, &outcome)
+    }
+
+    /// One call, counted; `timeout` is what is left of the budget (at most
+    /// the request timeout).
+    async fn send(&self, request_id: &str, body: Bytes, timeout: Duration) -> Attempt {
         self.calls.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("api_calls_total", "call" => "predict").increment(1);
         let sent = self
             .http
             .req(Method::POST, &self.url)
             .header("x-client-request-id", request_id)
+            .timeout(timeout)
             .body(body)
             .send()
             .await;
@@ -289,7 +369,7 @@ impl Client {
             timeout: e.is_timeout(),
             message: e.without_url().to_string(),
         };
-        match sent {
+        let attempt = match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = parse_retry_after(resp.headers(), SystemTime::now());
@@ -303,17 +383,33 @@ impl Client {
                 }
             }
             Err(e) => transport(e),
+        };
+        let failed = match &attempt {
+            Attempt::Response { status, .. } => !(200..300).contains(status),
+            Attempt::Transport { .. } => true,
+        };
+        if failed {
+            self.failed_calls.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("api_errors_total", "call" => "predict").increment(1);
         }
+        attempt
     }
 
-    /// Wait until no 429 holds requests back; false if the pipeline stops.
-    async fn wait_gate(&self, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Wait until no 429 holds requests back, or the record's budget ends;
+    /// false if the pipeline stops.
+    async fn wait_gate(&self, stop: &mut watch::Receiver<bool>, deadline: Option<Instant>) -> bool {
         loop {
             let until = *self.gate.lock().expect("gate lock");
             let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return true;
+            }
             match until {
                 Some(t) if t > now => {
-                    let wait = t - now + jitter(Duration::from_millis(50));
+                    let mut wait = t - now + jitter(Duration::from_millis(50));
+                    if let Some(d) = deadline {
+                        wait = wait.min(d - now);
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.changed() => return false,
@@ -324,12 +420,29 @@ impl Client {
         }
     }
 
+    /// How long the gate still holds requests back.
+    fn gate_left(&self) -> Duration {
+        let until = *self.gate.lock().expect("gate lock");
+        until.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        })
+    }
+
     fn close_gate(&self, for_: Duration) {
         let until = Instant::now() + for_;
         let mut gate = self.gate.lock().expect("gate lock");
         if gate.is_none_or(|g| g < until) {
             *gate = Some(until);
         }
+    }
+}
+
+/// Whole seconds past a second, for messages.
+fn round(d: Duration) -> Duration {
+    if d >= Duration::from_secs(1) {
+        Duration::from_secs(d.as_secs_f64().round() as u64)
+    } else {
+        Duration::from_millis(d.as_millis() as u64)
     }
 }
 

@@ -156,6 +156,50 @@ async fn requests_over_the_rpm_limit_wait_and_succeed() {
     assert!(started.elapsed() >= Duration::from_secs(50));
 }
 
+/// Issue 13's run at a provider's RPM limit with default settings (2,000
+/// records, 600 RPM, 200 ms per request, 10 in flight) emitted 35
+/// `rate_limit_exceeded` errors after 3 retries. Scaled to ~40 s: the
+/// limit is still 600 RPM and a request still takes 200 ms with 10 in
+/// flight (demand five times the limit, a slot freed every 20 ms), but the
+/// window is 3 s (30 requests) instead of a minute, and 400 records fill it
+/// 13 times. With `ml.predict.max-retries = 3` this emitted 7 errors; with
+/// the defaults (`timeout` 3 min for the record, retries included) none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_rpm_limit_with_default_settings_no_record_is_an_error() {
+    let mut mcfg = mock_cfg(200);
+    mcfg.rpm = Some(30);
+    mcfg.rpm_window = Duration::from_secs(3);
+    let server = MockServer::start(mcfg).await.unwrap();
+    let (dir, texts, _) = input_dir(400, 0);
+    let cfg = sync_config(dir.path(), &server.base_url(), "");
+    let started = Instant::now();
+    let out = blocking(move || run(&cfg, &[])).await;
+    let wall = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let errors: Vec<&Value> = output
+        .iter()
+        .filter(|r| r["ml_predict"]["status"] != "ok")
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+    let (ok, err, order) = check(&output, &texts);
+    assert_eq!((ok, err), (400, 0));
+    assert!(is_sorted(&order));
+    let stats = server.stats();
+    let limited = stats.faults_injected.get("rpm_limit").copied().unwrap_or(0);
+    assert!(limited > 0, "the limit was never hit: {stats:?}");
+    assert_eq!(stats.sync_answered, 400);
+    assert_eq!(stats.duplicate_answers, 0);
+    // The limit held: 13 full windows at least.
+    assert!(wall >= Duration::from_secs(36), "{wall:?}");
+    eprintln!("at the rpm limit: {wall:.1?}, {limited} requests over the limit");
+}
+
 /// A minimal HTTP/1.1 endpoint (one request per connection) answering
 /// `answer(body)`; counts the requests. The mock server has no per-record
 /// 4xx, so this stands in for a provider refusing one request.
@@ -257,7 +301,7 @@ async fn a_4xx_is_an_error_record_at_once_and_timeouts_are_retried() {
     let cfg = sync_config(
         dir.path(),
         &slow.base_url(),
-        "timeout = \"100ms\"\nmax-retries = 1",
+        "request-timeout = \"100ms\"\nmax-retries = 1",
     );
     let out = blocking(move || run(&cfg, &[])).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -267,8 +311,39 @@ async fn a_4xx_is_an_error_record_at_once_and_timeouts_are_retried() {
     for r in &output {
         assert_eq!(r["ml_predict"]["error"]["code"], "timeout", "{r}");
         assert_eq!(r["ml_predict"]["retries"], 1, "{r}");
+        let message = r["ml_predict"]["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("gave up after ")
+                && message.contains("2 calls (ml.predict.max-retries = 1)"),
+            "{r}"
+        );
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("API calls: 8"));
+
+    // The record's budget, retries included, is ml.predict.timeout.
+    let (dir, texts, _) = input_dir(2, 0);
+    let cfg = sync_config(
+        dir.path(),
+        &slow.base_url(),
+        "timeout = \"1s\"\nrequest-timeout = \"100ms\"",
+    );
+    let started = Instant::now();
+    let out = blocking(move || run(&cfg, &[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let output = lines(&dir.path().join("output.jsonl"));
+    let (ok, err, _) = check(&output, &texts);
+    assert_eq!((ok, err), (0, 2));
+    for r in &output {
+        let m = &r["ml_predict"];
+        assert_eq!(m["error"]["code"], "timeout", "{r}");
+        assert!(m["retries"].as_u64() >= Some(2), "{r}");
+        let message = m["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("gave up after ") && message.contains("(ml.predict.timeout = 1s)"),
+            "{r}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -330,6 +330,7 @@ pub(crate) fn build_map(
             _ => OutputMode::Ordered,
         },
         timeout: ctx.duration("ml.predict.timeout")?,
+        request_timeout: ctx.duration("ml.predict.request-timeout")?,
         max_retries: ctx.u32("ml.predict.max-retries")?,
     };
 

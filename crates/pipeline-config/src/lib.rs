@@ -330,7 +330,12 @@ pub enum OutputMode {
 pub struct SyncConfig {
     pub max_concurrent_operations: u32,
     pub output_mode: OutputMode,
+    /// Budget of one record, from its first call to its final answer,
+    /// retries included (Flink's `timeout`).
     pub timeout: Duration,
+    /// Timeout of one call.
+    pub request_timeout: Duration,
+    /// Most retries within `timeout` (Flink's `retry-num`).
     pub max_retries: u32,
 }
 

@@ -11,6 +11,7 @@ fn client(task: Task, format: WireFormat) -> Client {
         task,
         format,
         timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
         max_retries: 3,
         max_concurrent: 4,
     })
@@ -102,6 +103,7 @@ fn azure_api_version_only_where_it_belongs() {
             task: Task::Chat,
             format: WireFormat::OpenAi,
             timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
             max_retries: 0,
             max_concurrent: 1,
         })
@@ -168,6 +170,7 @@ async fn refused_key_fragment_is_not_printed() {
             task: Task::Chat,
             format: WireFormat::OpenAi,
             timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
             max_retries: 0,
             max_concurrent: 1,
         })

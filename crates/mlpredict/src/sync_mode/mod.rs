@@ -114,6 +114,7 @@ fn client(cfg: &PipelineConfig, format: WireFormat, task: Task) -> anyhow::Resul
         task,
         format,
         timeout: cfg.sync.timeout,
+        request_timeout: cfg.sync.request_timeout,
         max_retries: cfg.sync.max_retries,
         max_concurrent: max_concurrent(cfg),
     })?))

@@ -103,8 +103,9 @@ fn defaults_of_a_minimal_file_pipeline() {
         SyncConfig {
             max_concurrent_operations: 10,
             output_mode: OutputMode::Ordered,
-            timeout: Duration::from_secs(30),
-            max_retries: 3,
+            timeout: Duration::from_secs(180),
+            request_timeout: Duration::from_secs(30),
+            max_retries: 100,
         }
     );
     assert_eq!(

@@ -12,9 +12,11 @@ fn sync_options() {
             "ml.predict.output-mode=allow_unordered",
             "ml.predict.max-concurrent-operations=64",
             "ml.predict.timeout=5s",
+            "ml.predict.request-timeout=2s",
             "ml.predict.max-retries=0",
         ],
     );
+    assert_eq!(c.sync.request_timeout, Duration::from_secs(2));
     assert_eq!(c.sync.output_mode, OutputMode::AllowUnordered);
     assert_eq!(c.sync.max_concurrent_operations, 64);
     assert_eq!(c.sync.timeout, Duration::from_secs(5));

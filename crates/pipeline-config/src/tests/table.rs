@@ -72,6 +72,7 @@ cleanup.remote = false
 max-concurrent-operations = 4
 output-mode = "ALLOW_UNORDERED"
 timeout = "10s"
+request-timeout = "2s"
 max-retries = 2
 [metrics]
 port = 9000

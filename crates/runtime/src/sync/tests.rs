@@ -26,6 +26,7 @@ fn operator() -> SyncOperator {
         task,
         format,
         timeout: std::time::Duration::from_secs(1),
+        request_timeout: std::time::Duration::from_secs(1),
         max_retries: 0,
         max_concurrent: 2,
     })
