@@ -295,7 +295,7 @@ async fn a_4xx_is_an_error_record_at_once_and_timeouts_are_retried() {
     // The 400 was not retried.
     assert_eq!(requests.load(AtomicOrdering::SeqCst), 21);
 
-    // Timeouts: every attempt is slower than ml.predict.timeout.
+    // Timeouts: every attempt is slower than ml.predict.request-timeout.
     let slow = MockServer::start(mock_cfg(400)).await.unwrap();
     let (dir, texts, _) = input_dir(4, 0);
     let cfg = sync_config(
