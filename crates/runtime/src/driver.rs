@@ -13,6 +13,10 @@ use crate::operator::Operator;
 use crate::progress::Progress;
 use crate::Turn;
 
+/// Output and dead-letter bytes after which a turn is committed before
+/// more answers are taken in.
+const MAX_TURN_BYTES: usize = 4 << 20;
+
 /// How a run ended and what it did, for the summary and for tests.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -185,6 +189,11 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
         // lead to shares one commit.
         while let Some((epoch, answer)) = self.env.try_answer() {
             self.answer(epoch, answer)?;
+            // Memory stays flat: a turn holds at most a few MB of output
+            // (downloads keep arriving while answers are drained).
+            if self.turn.bytes() >= MAX_TURN_BYTES {
+                self.commit()?;
+            }
         }
         let read = self.read()?;
         let now = self.env.now();
