@@ -83,7 +83,10 @@ fn batch_mode_exactly_once_under_faults_crashes_and_lane_moves() {
         // up at their deadline, warnings suppressed.
         assert!(t.outages > 0 && t.outage_refusals > 0, "{t:?}");
         assert!(t.outage_survivors > 0 && t.out_of_time > 0, "{t:?}");
-        assert!(t.health_suppressed > t.health_warnings, "{t:?}");
+        // The warnings' rate limit runs on the wall clock, not the virtual
+        // one: how many are suppressed depends on the machine's speed, that
+        // some are does not.
+        assert!(t.health_suppressed > 0, "{t:?}");
     }
 }
 
