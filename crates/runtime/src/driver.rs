@@ -163,7 +163,9 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
                 return Ok(());
             }
             let (inflight, queued) = self.operator.load();
-            progress.update(&self.summary(), inflight, queued);
+            if progress.due() {
+                progress.update(&self.summary(), inflight, queued);
+            }
             metrics::gauge!("batches_in_flight").set(inflight as f64);
         }
     }

@@ -6,6 +6,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Summary;
 
+/// Without a terminal, a progress line at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
 pub struct Progress {
     bar: Option<ProgressBar>,
     last_log: Instant,
@@ -28,6 +31,12 @@ impl Progress {
         }
     }
 
+    /// Whether [`update`](Self::update) would show anything now: the
+    /// summary it needs is only built then.
+    pub fn due(&self) -> bool {
+        self.bar.is_some() || self.last_log.elapsed() >= LOG_EVERY
+    }
+
     pub fn update(&mut self, s: &Summary, inflight: usize, queued: usize) {
         let msg = format!(
             "read {} · emitted {} ok, {} errors · {} dead letters · batches: {} in flight, {} queued",
@@ -35,7 +44,7 @@ impl Progress {
         );
         match &self.bar {
             Some(bar) => bar.set_message(msg),
-            None if self.last_log.elapsed() >= Duration::from_secs(5) => {
+            None if self.last_log.elapsed() >= LOG_EVERY => {
                 self.last_log = Instant::now();
                 tracing::info!("{msg}");
             }

@@ -232,14 +232,7 @@ impl BatchOperator {
         records: &mut dyn BatchRecords,
         now: Millis,
     ) -> anyhow::Result<()> {
-        let requests = requests::Requests {
-            fields: Fields {
-                input: &self.input_field,
-                output: &self.output_field,
-            },
-            template: &self.template,
-            max_bytes: self.core.config().max_bytes,
-        };
+        let requests = self.requests();
         let outputs = &mut turn.outputs;
         let joined = emit::join(
             &JoinInput {
