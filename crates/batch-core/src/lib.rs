@@ -19,6 +19,8 @@ mod core;
 mod events;
 mod lifecycle;
 mod planner;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use crate::backoff::backoff_ms;
 pub use crate::batch::{Batch, BatchFailure, Phase, RemoteState, ResultClass};

@@ -11,7 +11,8 @@ use batch_core::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use provider::{Faults, Provider};
+use batch_core::sim::Faults;
+use provider::Provider;
 
 #[derive(Debug, Default, Clone)]
 pub struct Totals {

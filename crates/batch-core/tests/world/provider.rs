@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use batch_core::sim::{Fate, Faults};
 use batch_core::{
     Batch, BatchFailure, Failure, FailureKind, LaneId, Millis, Position, Remote, RemoteState,
     ResultClass,
@@ -12,58 +13,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::Totals;
-
-#[derive(Debug, Clone)]
-pub struct Faults {
-    upload_fail: f64,
-    create_429: f64,
-    create_lost: f64,
-    create_5xx: f64,
-    quota: f64,
-    invalid: f64,
-    expire: f64,
-    slow: f64,
-    req_retriable: f64,
-    req_permanent: f64,
-    poll_fail: f64,
-    find_fail: f64,
-    download_fail: f64,
-}
-
-impl Faults {
-    pub fn random(rng: &mut StdRng, harsh: bool) -> Self {
-        let mut f = |max: f64| {
-            if harsh {
-                rng.random_range(0.0..max)
-            } else {
-                rng.random_range(0.0..max / 4.0)
-            }
-        };
-        Self {
-            upload_fail: f(0.2),
-            create_429: f(0.2),
-            create_lost: f(0.3),
-            create_5xx: f(0.2),
-            quota: f(0.3),
-            invalid: f(0.1),
-            expire: f(0.2),
-            slow: f(0.2),
-            req_retriable: f(0.2),
-            req_permanent: f(0.1),
-            poll_fail: f(0.2),
-            find_fail: f(0.2),
-            download_fail: f(0.2),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    Complete,
-    Quota,
-    Invalid,
-    Expire,
-}
 
 #[derive(Debug)]
 struct SimBatch {
@@ -171,21 +120,7 @@ impl Provider {
         );
         self.next += 1;
         let id = format!("batch_{}", self.next);
-        let fate = if self.roll(self.faults.quota) {
-            Fate::Quota
-        } else if self.roll(self.faults.invalid) {
-            Fate::Invalid
-        } else if self.roll(self.faults.expire) {
-            Fate::Expire
-        } else {
-            Fate::Complete
-        };
-        let mut run = if self.roll(self.faults.slow) {
-            self.rng.random_range(1_000..120_000)
-        } else {
-            self.rng.random_range(10..2_000)
-        };
-        let mut fate = fate;
+        let (mut fate, mut run) = self.faults.fate(&mut self.rng);
         if let Some((start, _)) = self.outage {
             if (now..now + run).contains(&start) && fate == Fate::Complete {
                 fate = Fate::Expire;

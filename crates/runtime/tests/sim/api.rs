@@ -17,56 +17,11 @@ use batch_api::{
     ApiError, BatchApi, BatchMeta, BatchPage, DownloadTo, Downloaded, ErrorClass, Limits,
     RemoteBatch, RemoteBatchError, RemoteStatus,
 };
+use batch_core::sim::{Fate, Faults};
 use batch_core::{parse_custom_id, LaneId, Millis, Position};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use runtime::ledger::mem::MemBroker;
-
-#[derive(Debug, Clone)]
-pub struct Faults {
-    upload_fail: f64,
-    create_429: f64,
-    create_5xx: f64,
-    create_lost: f64,
-    quota: f64,
-    invalid: f64,
-    expire: f64,
-    slow: f64,
-    req_retriable: f64,
-    req_permanent: f64,
-    poll_fail: f64,
-    find_fail: f64,
-    download_fail: f64,
-}
-
-impl Faults {
-    pub fn random(rng: &mut StdRng, harsh: bool) -> Self {
-        let mut f = |max: f64| rng.random_range(0.0..if harsh { max } else { max / 4.0 });
-        Self {
-            upload_fail: f(0.2),
-            create_429: f(0.2),
-            create_5xx: f(0.2),
-            create_lost: f(0.3),
-            quota: f(0.3),
-            invalid: f(0.1),
-            expire: f(0.2),
-            slow: f(0.2),
-            req_retriable: f(0.2),
-            req_permanent: f(0.1),
-            poll_fail: f(0.2),
-            find_fail: f(0.2),
-            download_fail: f(0.2),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    Complete,
-    Quota,
-    Invalid,
-    Expire,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
@@ -398,21 +353,8 @@ impl BatchApi for SimApi {
         };
         s.next += 1;
         let id = format!("batch_{}", s.next);
-        let fate = if s.roll(|f| f.quota) {
-            Fate::Quota
-        } else if s.roll(|f| f.invalid) {
-            Fate::Invalid
-        } else if s.roll(|f| f.expire) {
-            Fate::Expire
-        } else {
-            Fate::Complete
-        };
-        let mut run = if s.roll(|f| f.slow) {
-            s.rng.random_range(1_000..120_000)
-        } else {
-            s.rng.random_range(10..2_000)
-        };
-        let mut fate = fate;
+        let Inner { faults, rng, .. } = &mut *s;
+        let (mut fate, mut run) = faults.fate(rng);
         if let Some((start, _)) = s.outage {
             if (now..now + run).contains(&start) && fate == Fate::Complete {
                 fate = Fate::Expire;

@@ -31,7 +31,8 @@ use runtime::ledger::mem::{MemBroker, MemLedger, CRASH};
 use runtime::sync::{SyncCaller, SyncOperator, SyncSettings};
 use runtime::{Driver, Options};
 
-use api::{Faults, SimApi};
+use api::SimApi;
+use batch_core::sim::Faults;
 use exec::{Exec, SimEnv};
 use sync_api::SimSync;
 
