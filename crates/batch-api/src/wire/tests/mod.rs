@@ -1,0 +1,5 @@
+//! Tests of the wire formats: request lines, result lines, Anthropic's.
+
+mod anthropic;
+mod requests;
+mod results;
