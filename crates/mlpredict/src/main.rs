@@ -214,6 +214,13 @@ fn run_pipeline(
     until_idle: bool,
     instance_id: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
+    if cfg.decoupled() {
+        // Until the submitter is wired, running inline would poll and emit
+        // what a poller is configured to emit.
+        anyhow::bail!(
+            "ml.batch.mode = \"decoupled\" is not available in this build yet; use \"inline\""
+        );
+    }
     let file_source = matches!(cfg.source, pipeline_config::SourceConfig::File { .. });
     if cancel_inflight && !(cfg.batch.enabled && file_source) {
         // Kafka lanes move to other instances, which resume their

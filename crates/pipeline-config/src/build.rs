@@ -15,7 +15,7 @@ use crate::*;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     map: FlatMap,
     env: Env<'a>,
 }
@@ -25,7 +25,7 @@ fn info(key: &str) -> &'static KeyInfo {
 }
 
 impl Ctx<'_> {
-    fn is_set(&self, key: &str) -> bool {
+    pub(crate) fn is_set(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }
 
@@ -49,14 +49,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn str_opt(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn str_opt(&self, key: &str) -> Result<Option<String>, ConfigError> {
         Ok(self.get(key)?.map(|t| match t {
             Typed::Str(s) => s,
             other => unreachable!("{key}: {other:?}"),
         }))
     }
 
-    fn str(&self, key: &str) -> Result<String, ConfigError> {
+    pub(crate) fn str(&self, key: &str) -> Result<String, ConfigError> {
         self.str_opt(key)?
             .ok_or_else(|| ConfigError::MissingKey(key.to_string()))
     }
@@ -159,10 +159,16 @@ fn io_type(ctx: &Ctx<'_>, key: &str) -> Result<Option<Io>, ConfigError> {
 /// Default DLQ path: `out.jsonl` → `out.dlq.jsonl`, `out.json` →
 /// `out.json.dlq.jsonl`.
 fn default_dlq_path(path: &Path) -> PathBuf {
+    beside(path, "dlq")
+}
+
+/// A file beside the output: `out.jsonl` → `out.{tag}.jsonl`, `out.json`
+/// → `out.json.{tag}.jsonl`.
+pub(crate) fn beside(path: &Path, tag: &str) -> PathBuf {
     let s = path.as_os_str().to_string_lossy();
     match s.strip_suffix(".jsonl") {
-        Some(stem) => PathBuf::from(format!("{stem}.dlq.jsonl")),
-        None => PathBuf::from(format!("{s}.dlq.jsonl")),
+        Some(stem) => PathBuf::from(format!("{stem}.{tag}.jsonl")),
+        None => PathBuf::from(format!("{s}.{tag}.jsonl")),
     }
 }
 
@@ -232,6 +238,7 @@ pub(crate) fn build_map(
         "generic" => Provider::Generic,
         _ => Provider::OpenAi,
     };
+    crate::handoff::check_kind(&ctx, source_type == Io::Kafka)?;
     check_scopes(&ctx, source_type, sink_type, provider)?;
 
     // -- pipeline
@@ -321,7 +328,7 @@ pub(crate) fn build_map(
     };
 
     let model = build_model(&ctx, provider)?;
-    let batch = build_batch(&ctx)?;
+    let batch = build_batch(&ctx, &name, &source, &sink)?;
 
     let sync = SyncConfig {
         max_concurrent_operations: ctx.u32("ml.predict.max-concurrent-operations")?,
@@ -520,7 +527,12 @@ fn build_model(ctx: &Ctx<'_>, provider: Provider) -> Result<ModelConfig, ConfigE
     })
 }
 
-fn build_batch(ctx: &Ctx<'_>) -> Result<BatchConfig, ConfigError> {
+fn build_batch(
+    ctx: &Ctx<'_>,
+    name: &str,
+    source: &SourceConfig,
+    sink: &SinkConfig,
+) -> Result<BatchConfig, ConfigError> {
     let configured = ctx.bool("ml.batch.enabled")?;
     let enabled = match ctx.bool_opt("batch")? {
         Some(alias) if ctx.is_set("ml.batch.enabled") && alias != configured => {
@@ -562,8 +574,12 @@ fn build_batch(ctx: &Ctx<'_>) -> Result<BatchConfig, ConfigError> {
             .max(poll_interval)
     };
 
+    let (mode, handoff) = crate::handoff::build(ctx, enabled, name, source, sink)?;
+
     Ok(BatchConfig {
         enabled,
+        mode,
+        handoff,
         size: ctx.u32("ml.batch.size")?,
         api_endpoint,
         poll_interval,

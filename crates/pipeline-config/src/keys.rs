@@ -189,6 +189,12 @@ pub static KEYS: &[KeyInfo] = &[
     // ---- batch mode (FLIP keys)
     k("ml.batch.enabled", K::Bool, Default("false"), Always,
       "Batch mode: send records through the provider Batch API instead of one call per record."),
+    k("ml.batch.mode", K::Enum(&["inline", "decoupled"]), Default("inline"), Always,
+      "`inline`: `mlpredict run` submits, polls and emits (the FLIP's Option 1). `decoupled`: `mlpredict run` only submits and hands each batch off; `mlpredict poller` polls and emits (Option 2)."),
+    k("ml.batch.handoff.topic", K::String, Derived("{pipeline.name}-batches"), SourceKafka,
+      "Decoupled mode, Kafka pipelines: the topic the submitter hands its batches to and the pollers consume; created if absent."),
+    k("ml.batch.handoff.path", K::Path, Derived("sink.path with `.jsonl` replaced by `.handoff.jsonl` (or `.handoff.jsonl` appended)"), SourceFile,
+      "Decoupled mode, file pipelines: the append-only JSONL file the submitter hands its batches to and the poller reads."),
     k("ml.batch.size", K::Int { min: 1, max: 100_000 }, Default("10"), Always,
       "Records per batch (1 to 100000)."),
     k("ml.batch.api.endpoint", K::Url, Optional, Always,

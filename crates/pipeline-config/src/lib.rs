@@ -11,6 +11,7 @@
 mod build;
 mod error;
 mod flat;
+mod handoff;
 mod keys;
 pub mod sql;
 mod value;
@@ -135,6 +136,12 @@ impl PipelineConfig {
     /// name.
     pub fn batch_number_prefix(&self) -> &str {
         self.batch.batch_number.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Batch mode, decoupled: `mlpredict run` submits, `mlpredict poller`
+    /// emits.
+    pub fn decoupled(&self) -> bool {
+        self.batch.enabled && self.batch.mode == BatchMode::Decoupled
     }
 }
 
@@ -292,9 +299,42 @@ pub struct ModelConfig {
     pub anthropic_version: String,
 }
 
+/// `ml.batch.mode`: who polls and emits the batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BatchMode {
+    /// `"inline"` (default): `mlpredict run` submits, polls and emits
+    /// (the FLIP's Option 1).
+    #[default]
+    Inline,
+    /// `"decoupled"`: `mlpredict run` only submits and hands each batch
+    /// off; `mlpredict poller` polls and emits (Option 2).
+    Decoupled,
+}
+
+impl BatchMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BatchMode::Inline => "inline",
+            BatchMode::Decoupled => "decoupled",
+        }
+    }
+}
+
+/// Where a decoupled submitter hands its batches to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handoff {
+    /// `ml.batch.handoff.topic` (Kafka pipelines), on the source's cluster.
+    Topic(String),
+    /// `ml.batch.handoff.path` (file pipelines): an append-only JSONL file.
+    File(PathBuf),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchConfig {
     pub enabled: bool,
+    pub mode: BatchMode,
+    /// Set in decoupled mode only.
+    pub handoff: Option<Handoff>,
     pub size: u32,
     /// Trailing `/` removed.
     pub api_endpoint: Option<String>,

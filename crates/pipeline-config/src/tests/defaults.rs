@@ -83,6 +83,8 @@ fn defaults_of_a_minimal_file_pipeline() {
         c.batch,
         BatchConfig {
             enabled: false,
+            mode: BatchMode::Inline,
+            handoff: None,
             size: 10,
             api_endpoint: None,
             poll_interval: Duration::from_secs(10),

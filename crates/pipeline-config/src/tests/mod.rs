@@ -3,6 +3,7 @@
 
 mod defaults;
 mod env;
+mod handoff;
 mod kafka;
 mod keys;
 mod messages;

@@ -58,6 +58,8 @@ api-version = "2024-10-21"
 enabled = true
 size = 100
 api.endpoint = "https://r.openai.azure.com/openai"
+mode = "decoupled"
+handoff.path = "handoff.jsonl"
 poll.interval = "1s"
 poll.max-interval = "1m"
 local.dir = "batches"
@@ -95,6 +97,11 @@ endpoint = "https://api.anthropic.com/v1/messages"
 model = "claude"
 input = "text"
 anthropic-version = "2023-06-01"
+[ml.batch]
+enabled = true
+api.endpoint = "https://api.anthropic.com/v1"
+mode = "decoupled"
+handoff.topic = "handed"
 "#;
     let mut covered = std::collections::BTreeSet::new();
     for text in [file_azure, kafka_anthropic] {
