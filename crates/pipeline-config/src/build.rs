@@ -351,6 +351,8 @@ pub(crate) fn build_map(
         },
     };
 
+    let pricing = build_pricing(&ctx)?;
+
     Ok(PipelineConfig {
         name,
         source,
@@ -359,14 +361,45 @@ pub(crate) fn build_map(
         batch,
         sync,
         metrics,
+        pricing,
     })
 }
+
+/// `[pricing]`: its keys are models, so they are not in the key table;
+/// the pricing crate checks them and names the key.
+fn build_pricing(ctx: &Ctx<'_>) -> Result<pricing::Pricing, ConfigError> {
+    let mut entries = Vec::new();
+    for key in ctx.map.keys() {
+        let Some(rest) = key.strip_prefix(PRICING) else {
+            continue;
+        };
+        let r = flat::resolve(&ctx.map, key, ctx.env)?.expect("present");
+        let number = match (&r.value, r.text()) {
+            (Scalar::Int(i), _) => Some(*i as f64),
+            (Scalar::Float(f), _) => Some(*f),
+            (_, Some(text)) => text.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        let value = match number {
+            Some(n) => pricing::RawValue::Number(n),
+            None => pricing::RawValue::Other(r.shown()),
+        };
+        entries.push((rest, value));
+    }
+    pricing::Pricing::with_entries(entries).map_err(|e| ConfigError::Invalid {
+        key: e.key,
+        message: e.message,
+    })
+}
+
+/// The prefix of `[pricing]` keys.
+const PRICING: &str = "pricing.";
 
 /// Every key must be known, or a pass-through `source.*` / `sink.*` key of a
 /// Kafka source / sink.
 fn check_unknown(ctx: &Ctx<'_>, source: Option<Io>, sink: Option<Io>) -> Result<(), ConfigError> {
     for key in ctx.map.keys() {
-        if keys::lookup(key).is_some() {
+        if keys::lookup(key).is_some() || key.starts_with(PRICING) {
             continue;
         }
         let (io, type_key) = if key.starts_with("source.") {

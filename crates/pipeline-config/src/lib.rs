@@ -129,6 +129,8 @@ pub struct PipelineConfig {
     pub batch: BatchConfig,
     pub sync: SyncConfig,
     pub metrics: MetricsConfig,
+    /// `[pricing]` on top of the built-in prices.
+    pub pricing: pricing::Pricing,
 }
 
 impl PipelineConfig {

@@ -9,6 +9,7 @@ mod keys;
 mod messages;
 mod model;
 mod overrides;
+mod pricing;
 mod sync;
 mod syntax;
 mod table;
