@@ -7,8 +7,10 @@
 //!
 //! The budget is Flink's: `timeout` runs from the first call to the final
 //! answer, retries included, and `max_retries` (Flink's `retry-num`) caps
-//! the retries within it. When either runs out, the last failure is
-//! emitted with a message saying how long and how often it was tried.
+//! the retries within it. A 429 is the provider's capacity, not the
+//! request's fault: waiting it out never consumes `max_retries`, only the
+//! `timeout`. When a budget runs out, the last failure is emitted with a
+//! message saying how long and how often it was tried.
 //! Other 4xx are answered at once with an error record; 401/403 stop the
 //! pipeline (nothing would work until the key is fixed), like batch mode.
 //!
@@ -34,7 +36,7 @@ use tokio::sync::watch;
 use crate::http::{parse_retry_after, AuthStyle, Http};
 use crate::openai::azure_api_version;
 use crate::wire::{is_retriable_http_status, Outcome, Task, WireFormat};
-use crate::{ApiError, ClientTimeouts};
+use crate::{ApiError, ClientTimeouts, ErrorClass};
 
 mod answer;
 
@@ -70,6 +72,16 @@ pub struct Settings<'a> {
     pub request_timeout: Duration,
     pub max_retries: u32,
     pub max_concurrent: usize,
+    /// Told the outcome of every call: whether the provider answers.
+    pub observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// Sees every call's outcome (the pipeline's provider health: the
+/// `provider_up` gauge and quiet warnings). A capacity or availability
+/// failure (429, 408, 5xx, timeout, connection error) is an `Err` of class
+/// `Transient`; any other answer, a refusal included, is `Ok`.
+pub trait CallObserver: Send + Sync {
+    fn note(&self, call: &'static str, r: &Result<(), ApiError>);
 }
 
 pub struct Client {
@@ -85,6 +97,7 @@ pub struct Client {
     prediction_key: Vec<u8>,
     /// No request is sent before this instant (set by a 429's retry-after).
     gate: Mutex<Option<Instant>>,
+    observer: Option<Arc<dyn CallObserver>>,
     pub calls: AtomicU64,
     pub failed_calls: AtomicU64,
 }
@@ -182,6 +195,7 @@ impl Client {
             pipeline: s.pipeline.to_owned(),
             prediction_key,
             gate: Mutex::new(None),
+            observer: s.observer.clone(),
             calls: AtomicU64::new(0),
             failed_calls: AtomicU64::new(0),
         })
@@ -200,7 +214,9 @@ impl Client {
         // Lets the provider (and the mock's exactly-once counters) tell
         // retries of one record from different records.
         let request_id = format!("{}-{}-{}", self.pipeline, job.lane, job.pos);
-        let mut retries = 0u32;
+        // Retries counted against `max_retries`, and waits after a 429
+        // (which are not).
+        let (mut retries, mut waits) = (0u32, 0u32);
         // The budget runs from the first call, as Flink's `timeout`.
         let mut deadline: Option<Instant> = None;
         // The failure retried last, emitted if the budget ends in a wait.
@@ -245,11 +261,16 @@ impl Client {
                 )));
             }
             if retriable && in_time {
-                let delay = self.retry_delay(&attempt, retries);
+                let delay = self.retry_delay(&attempt, retries + waits);
                 // Worth waiting only if a call can still follow in time.
                 let resume = Instant::now() + delay.max(self.gate_left());
-                if retries < self.max_retries && resume < deadline {
-                    retries += 1;
+                let rate_limited = matches!(attempt, Attempt::Response { status: 429, .. });
+                if (rate_limited || retries < self.max_retries) && resume < deadline {
+                    if rate_limited {
+                        waits += 1;
+                    } else {
+                        retries += 1;
+                    }
                     last = Some(attempt);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -258,15 +279,15 @@ impl Client {
                     continue;
                 }
             }
-            let gave_up = retriable.then(|| self.gave_up(deadline, retries));
-            let (line, ok, tokens) = self.answer_line(&job, &attempt, retries, gave_up);
+            let gave_up = retriable.then(|| self.gave_up(deadline, retries, waits));
+            let (line, ok, tokens) = self.answer_line(&job, &attempt, retries + waits, gave_up);
             return done(
                 job.key.take(),
                 Answer::Emit {
                     line,
                     ok,
                     tokens,
-                    retries,
+                    retries: retries + waits,
                 },
             );
         }
@@ -293,10 +314,10 @@ impl Client {
 
     /// Why a capacity failure is emitted: which budget ran out, after how
     /// long and how many calls.
-    fn gave_up(&self, deadline: Instant, retries: u32) -> String {
+    fn gave_up(&self, deadline: Instant, retries: u32, waits: u32) -> String {
         let started = deadline - self.timeout;
         let tried = round(started.elapsed());
-        let calls = retries + 1;
+        let calls = retries + waits + 1;
         let budget = if retries >= self.max_retries {
             format!("ml.predict.max-retries = {}", self.max_retries)
         } else {
@@ -392,6 +413,9 @@ impl Client {
             self.failed_calls.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("api_errors_total", "call" => "predict").increment(1);
         }
+        if let Some(observer) = &self.observer {
+            observer.note("predict", &availability(&attempt));
+        }
         attempt
     }
 
@@ -452,6 +476,20 @@ fn jitter(max: Duration) -> Duration {
 }
 
 /// Exponential backoff with jitter: a point in `[exp/2, exp]`.
+/// Whether a call's outcome says the provider is available: a capacity
+/// or availability failure is an error, any other answer is not.
+fn availability(attempt: &Attempt) -> Result<(), ApiError> {
+    match attempt {
+        Attempt::Response { status, .. } if is_retriable_http_status(*status) => Err(
+            ApiError::new(ErrorClass::Transient, format!("http {status}")),
+        ),
+        Attempt::Response { .. } => Ok(()),
+        Attempt::Transport { message, .. } => {
+            Err(ApiError::new(ErrorClass::Transient, message.clone()))
+        }
+    }
+}
+
 fn backoff(retry: u32) -> Duration {
     let exp = BACKOFF_BASE
         .saturating_mul(1u32 << retry.min(16))

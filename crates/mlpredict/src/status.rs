@@ -2,11 +2,13 @@
 //! sources) or its state topic (Kafka sources). Reads state only: needs no
 //! API key, and a Kafka pipeline's group is not joined.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
 use batch_core::{Batch, Phase};
 use pipeline_config::{PipelineConfig, SourceConfig};
+use runtime::batch::health::Report;
 use state_store::Store;
 
 use crate::runtime::{kafka_settings, now_ms, state_dir};
@@ -36,6 +38,7 @@ fn print_file(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
     for (name, len) in &snap.sinks {
         println!("{name}: {len} bytes committed");
     }
+    print_provider(&dir, "");
     print_batches(&store.all_batches()?, all);
     Ok(())
 }
@@ -63,11 +66,38 @@ fn print_kafka(cfg: &PipelineConfig, all: bool) -> anyhow::Result<()> {
         }
         batches.extend(lane.batches.into_values());
     }
+    // What the instances on this machine saw of the provider.
+    if let Ok(dirs) = std::fs::read_dir(state_dir(cfg)) {
+        let mut dirs: Vec<_> = dirs.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            print_provider(dir, &format!(" ({name})"));
+        }
+    }
     // Newest first, as for a file pipeline; emitted batches are shown until
     // the topic's compaction removes them.
     batches.sort_by_key(|b| std::cmp::Reverse((b.planned_at, b.id)));
     print_batches(&batches, all);
     Ok(())
+}
+
+/// The provider's state as the run using `dir` last reported it
+/// (`provider_unavailable_since` during an outage).
+fn print_provider(dir: &Path, whose: &str) {
+    let Some(r) = Report::read(dir) else { return };
+    let ago =
+        |t: u64| humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(t) / 1000));
+    let reported = format!("reported {} ago", ago(r.updated_at));
+    match r.unavailable_since {
+        None => println!("provider{whose}: up ({reported})"),
+        Some(since) => println!(
+            "provider{whose}: down, provider_unavailable_since {} ({} ago, {} failed calls; {reported})",
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(since)),
+            ago(since),
+            r.failed_calls,
+        ),
+    }
 }
 
 /// The batch table, newest first: every open batch and the last 20 emitted

@@ -435,3 +435,44 @@ async fn status_lists_a_file_pipelines_batches_without_the_api_key() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains(KEY_VAR), "{}", stderr(&out));
 }
+
+/// An endpoint nobody answers, in batch and in synchronous mode: the run
+/// keeps retrying, logs one warning instead of one per failed call, and
+/// `status` (another process) says since when the provider is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_since_when_an_unreachable_provider_is_down() {
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let (dir, _, _) = input_dir(40, 0);
+    for (mode, config) in [
+        ("batch", config(dir.path(), &nobody, "")),
+        ("sync", sync_config(dir.path(), &nobody, "")),
+    ] {
+        let mut child = spawn(&config, &[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let text = loop {
+            let out = status_without_key(&config);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("provider_unavailable_since") {
+                break text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{mode}: status never showed the outage:\n{text}{}",
+                stderr(&out)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        // Let it fail for a while: failures keep coming, warnings do not.
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(text.contains("provider: down"), "{mode}: {text}");
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        let warnings = log.lines().filter(|l| l.contains("WARN")).count();
+        assert!(
+            (1..=2).contains(&warnings),
+            "{mode}: {warnings} warnings in 3 s of outage:\n{log}"
+        );
+        assert!(log.contains("provider unavailable"), "{mode}: {log}");
+    }
+}

@@ -229,7 +229,7 @@ pub static KEYS: &[KeyInfo] = &[
     k("ml.predict.request-timeout", K::Duration, Default("30s"), Always,
       "Batch mode off: timeout of one call (at most `ml.predict.timeout`)."),
     k("ml.predict.max-retries", K::Int { min: 0, max: U32_MAX }, Default("100"), Always,
-      "Batch mode off: most retries of a record within `ml.predict.timeout` (429, 5xx, timeouts, connection errors); Flink's `retry-num`."),
+      "Batch mode off: most retries of a record within `ml.predict.timeout` (408, 5xx, timeouts, connection errors; a 429 is waited out and not counted); Flink's `retry-num`."),
     // ---- metrics
     k("metrics.port", K::Int { min: 0, max: 65_535 }, Optional, Always,
       "Serve Prometheus metrics on this port (0: any free port). Unset: no metrics endpoint."),

@@ -14,6 +14,7 @@ fn client(task: Task, format: WireFormat) -> Client {
         request_timeout: Duration::from_secs(1),
         max_retries: 3,
         max_concurrent: 4,
+        observer: None,
     })
     .unwrap()
 }
@@ -106,6 +107,7 @@ fn azure_api_version_only_where_it_belongs() {
             request_timeout: Duration::from_secs(1),
             max_retries: 0,
             max_concurrent: 1,
+            observer: None,
         })
         .unwrap()
         .url
@@ -173,6 +175,7 @@ async fn refused_key_fragment_is_not_printed() {
             request_timeout: Duration::from_secs(5),
             max_retries: 0,
             max_concurrent: 1,
+            observer: None,
         })
         .unwrap(),
     );
@@ -201,4 +204,80 @@ async fn refused_key_fragment_is_not_printed() {
             assert!(!text.contains(fragment), "{fragment:?} in {text}");
         }
     }
+}
+
+/// Counts what an observer hears: calls, and those that said the provider
+/// is over capacity or away.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<(u32, u32)>);
+
+impl CallObserver for Heard {
+    fn note(&self, _call: &'static str, r: &Result<(), ApiError>) {
+        let mut h = self.0.lock().unwrap();
+        h.0 += 1;
+        if r.is_err() {
+            h.1 += 1;
+        }
+    }
+}
+
+/// A provider at its requests-per-minute limit answers 429: waiting it out
+/// is not the request's failure, so it never uses up `max_retries` (here
+/// 0) and every record is answered; the observer hears each 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_waited_out_without_consuming_retries() {
+    let server = mock_server::MockServer::start(mock_server::MockConfig {
+        port: 0,
+        rpm: Some(4),
+        rpm_window: Duration::from_millis(400),
+        retry_after: Duration::from_millis(100),
+        ..mock_server::MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let endpoint = format!("{}/v1/chat/completions", server.base_url());
+    let heard = Arc::new(Heard::default());
+    let c = Arc::new(
+        Client::new(&Settings {
+            endpoint: &endpoint,
+            api_key: None,
+            auth: Auth::Bearer,
+            pipeline: "p",
+            output_field: "prediction",
+            task: Task::Chat,
+            format: WireFormat::OpenAi,
+            timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(5),
+            max_retries: 0,
+            max_concurrent: 8,
+            observer: Some(heard.clone()),
+        })
+        .unwrap(),
+    );
+    let (_stop_tx, stop) = watch::channel(false);
+    let calls = (0..12u64).map(|i| {
+        let job = Job {
+            seq: i,
+            lane: 0,
+            pos: i,
+            key: None,
+            record: br#"{"text":"hi"}"#.to_vec(),
+            body: Bytes::from_static(
+                br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+        };
+        tokio::spawn(c.clone().call(job, stop.clone()))
+    });
+    let mut waited = 0;
+    for call in calls.collect::<Vec<_>>() {
+        let Answer::Emit { ok, retries, .. } = call.await.unwrap().answer else {
+            panic!("every record is answered");
+        };
+        assert!(ok, "a rate limit is no error for the record");
+        waited += retries;
+    }
+    let (heard_calls, refused) = *heard.0.lock().unwrap();
+    assert!(refused > 0, "12 calls at 4 per 400 ms must meet the limit");
+    assert_eq!(refused, waited, "each 429 is one wait");
+    assert_eq!(heard_calls, 12 + refused);
 }

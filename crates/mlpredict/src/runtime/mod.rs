@@ -14,6 +14,7 @@ use batch_core::CoreConfig;
 use kafka_io::{KafkaIo, Settings};
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
 use runtime::batch::calls::{CallCounts, Caller};
+use runtime::batch::health::Health;
 use runtime::batch::local::LocalDir;
 use runtime::batch::spool::Spool;
 use runtime::batch::{BatchOperator, BatchSettings};
@@ -72,7 +73,7 @@ pub fn state_dir(cfg: &PipelineConfig) -> PathBuf {
 fn operator(
     cfg: &PipelineConfig,
     rt: Handle,
-    local: LocalDir,
+    dir: PathBuf,
     keep_records: bool,
 ) -> anyhow::Result<(
     BatchOperator,
@@ -90,7 +91,7 @@ fn operator(
         pipeline: cfg.name.clone(),
         epoch: 0,
         background: Arc::default(),
-        health: Arc::new(runtime::batch::health::Health::real()),
+        health: Arc::new(Health::real().reporting_to(&dir)),
     };
     let settings = BatchSettings {
         core: core_config(cfg, limits, list_polling),
@@ -107,7 +108,11 @@ fn operator(
             .map(|k| batch_api::ApiKey::new(k.expose())),
     };
     Ok((
-        BatchOperator::new(settings, caller, Spool::new(local, keep_records)),
+        BatchOperator::new(
+            settings,
+            caller,
+            Spool::new(LocalDir::new(dir), keep_records),
+        ),
         rx,
     ))
 }
@@ -167,7 +172,7 @@ pub(crate) fn kafka_ledger(
 
 pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Result<Summary> {
     let ledger = file_ledger(cfg)?;
-    let (op, rx) = operator(cfg, rt, LocalDir::new(state_dir(cfg)), false)?;
+    let (op, rx) = operator(cfg, rt, state_dir(cfg), false)?;
     let driver_opts = runtime::Options {
         read_burst: 4096,
         idle_wait: Duration::from_millis(200),
@@ -189,7 +194,7 @@ pub fn run_kafka(
     // Each instance has its own local directory: lanes move between
     // instances, and a batch file is rebuilt from Kafka when missing.
     let result = (|| {
-        let (op, rx) = operator(cfg, rt, LocalDir::new(inst.dir.clone()), true)?;
+        let (op, rx) = operator(cfg, rt, inst.dir.clone(), true)?;
         let driver_opts = runtime::Options {
             read_burst: 2048,
             idle_wait: Duration::from_millis(20),

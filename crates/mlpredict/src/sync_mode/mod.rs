@@ -13,6 +13,7 @@
 //! ALLOW_UNORDERED, the records emitted beyond it, in a group commit every
 //! 200 ms; a restart resumes at the watermark and skips those.
 
+use std::path::Path;
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +21,13 @@ use std::time::Duration;
 use batch_api::sync::{Auth, Client, Settings};
 use batch_api::wire::{Task, WireFormat};
 use pipeline_config::{OutputMode, PipelineConfig, Provider, SourceConfig};
+use runtime::batch::health::Health;
 use runtime::sync::{SyncCaller, SyncOperator, SyncSettings};
 use sync_core::Limits;
 use tokio::runtime::Handle;
 
 use crate::provider;
-use crate::runtime::{drive, file_ledger, kafka_ledger, Options, Summary};
+use crate::runtime::{drive, file_ledger, kafka_ledger, state_dir, Options, Summary};
 
 /// Records handed to the operator per turn of the loop at most.
 const READ_BURST: usize = 1024;
@@ -50,8 +52,12 @@ pub fn run(
         output_field: cfg.model.output.clone(),
     };
     let (tx, rx) = channel();
-    let caller = SyncCaller::new(client(cfg, format, task)?, Arc::new(rt.clone()), tx);
-    let op = SyncOperator::new(settings, caller);
+    let caller = |dir: &Path| -> anyhow::Result<SyncOperator> {
+        let health = Arc::new(Health::real().reporting_to(dir));
+        let client = client(cfg, format, task, health)?;
+        let caller = SyncCaller::new(client, Arc::new(rt.clone()), tx);
+        Ok(SyncOperator::new(settings, caller))
+    };
     let driver_opts = runtime::Options {
         read_burst: READ_BURST,
         idle_wait: Duration::from_millis(if kafka { 20 } else { 50 }),
@@ -62,9 +68,11 @@ pub fn run(
     };
     if kafka {
         // The instance is held for the whole run.
-        let (ledger, _instance) = kafka_ledger(cfg, &rt, until_idle, instance_id)?;
+        let (ledger, instance) = kafka_ledger(cfg, &rt, until_idle, instance_id)?;
+        let op = caller(&instance.dir)?;
         drive(ledger, op, rx, opts, driver_opts)
     } else {
+        let op = caller(&state_dir(cfg))?;
         drive(file_ledger(cfg)?, op, rx, opts, driver_opts)
     }
 }
@@ -96,7 +104,12 @@ fn max_concurrent(cfg: &PipelineConfig) -> usize {
     cfg.sync.max_concurrent_operations.max(1) as usize
 }
 
-fn client(cfg: &PipelineConfig, format: WireFormat, task: Task) -> anyhow::Result<Arc<Client>> {
+fn client(
+    cfg: &PipelineConfig,
+    format: WireFormat,
+    task: Task,
+    health: Arc<Health>,
+) -> anyhow::Result<Arc<Client>> {
     Ok(Arc::new(Client::new(&Settings {
         endpoint: &cfg.model.endpoint,
         api_key: cfg.model.api_key.as_ref().map(|k| k.expose()),
@@ -117,5 +130,6 @@ fn client(cfg: &PipelineConfig, format: WireFormat, task: Task) -> anyhow::Resul
         request_timeout: cfg.sync.request_timeout,
         max_retries: cfg.sync.max_retries,
         max_concurrent: max_concurrent(cfg),
+        observer: Some(health),
     })?))
 }

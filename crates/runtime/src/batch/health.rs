@@ -3,7 +3,11 @@
 //! most every [`WARN_EVERY`] while it lasts, and with a summary of what was
 //! suppressed when the provider answers again. The core retries with a
 //! capped backoff meanwhile; this only decides what an operator sees.
+//! With a report file, every change of state is also written there
+//! (`provider.json` in the pipeline's local directory) for `mlpredict
+//! status`, which runs in another process.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use batch_api::{ApiError, ErrorClass};
@@ -36,6 +40,31 @@ struct State {
 pub struct Health {
     clock: Clock,
     state: Mutex<State>,
+    report: Option<PathBuf>,
+}
+
+/// The report file's name in a pipeline's (or instance's) local directory.
+pub const REPORT_FILE: &str = "provider.json";
+
+/// What the report file holds: the provider's state as this process saw
+/// it last, written at each change of state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub provider_up: bool,
+    /// Epoch ms of the first failed call of the current outage.
+    pub unavailable_since: Option<Millis>,
+    /// Failed calls in the current outage so far.
+    pub failed_calls: u64,
+    /// Epoch ms of this report.
+    pub updated_at: Millis,
+}
+
+impl Report {
+    /// The last report in `dir`, if a run wrote one and it can be read.
+    pub fn read(dir: &Path) -> Option<Self> {
+        let bytes = std::fs::read(dir.join(REPORT_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
 }
 
 /// An unavailable or overloaded provider, as opposed to one that answers
@@ -50,6 +79,36 @@ impl Health {
         Self {
             clock,
             state: Mutex::default(),
+            report: None,
+        }
+    }
+
+    /// Also write each change of state to [`REPORT_FILE`] in `dir` (which
+    /// starts as "up").
+    pub fn reporting_to(mut self, dir: &Path) -> Self {
+        let _ = std::fs::create_dir_all(dir);
+        self.report = Some(dir.join(REPORT_FILE));
+        self.write_report(&State::default(), (self.clock)());
+        self
+    }
+
+    /// Best effort: the report informs, the pipeline does not depend on
+    /// it. Written whole and renamed, so a reader never sees half of one.
+    fn write_report(&self, s: &State, now: Millis) {
+        let Some(path) = &self.report else { return };
+        let report = Report {
+            provider_up: s.down_since.is_none(),
+            unavailable_since: s.down_since,
+            failed_calls: s.failed_calls,
+            updated_at: now,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), error = %e, "cannot write the provider report");
         }
     }
 
@@ -85,6 +144,7 @@ impl Health {
                     s.counts.warnings += 1;
                     metrics::gauge!("provider_up").set(0.0);
                     tracing::warn!(call, error = %e, "provider unavailable or over capacity; retrying with backoff (further failures are summarised)");
+                    self.write_report(&s, now);
                     return;
                 };
                 if now.saturating_sub(s.last_warn) >= WARN_EVERY {
@@ -98,6 +158,7 @@ impl Health {
                         suppressed = s.suppressed,
                         "provider still unavailable"
                     );
+                    self.write_report(&s, now);
                 } else {
                     s.suppressed += 1;
                     s.counts.suppressed += 1;
@@ -116,9 +177,17 @@ impl Health {
                     );
                     s.failed_calls = 0;
                     s.suppressed = 0;
+                    self.write_report(&s, now);
                 }
             }
         }
+    }
+}
+
+/// The synchronous client's calls count toward the same health.
+impl batch_api::sync::CallObserver for Health {
+    fn note(&self, call: &'static str, r: &Result<(), ApiError>) {
+        Health::note(self, call, r);
     }
 }
 
@@ -152,5 +221,30 @@ mod tests {
         assert_eq!(h.down_since(), None);
         h.note("upload", &down);
         assert_eq!(h.counts().outages, 2);
+    }
+
+    #[test]
+    fn the_report_file_follows_each_change_of_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Arc::new(AtomicU64::new(1_000));
+        let clock = t.clone();
+        let h =
+            Health::new(Arc::new(move || clock.load(Ordering::SeqCst))).reporting_to(dir.path());
+        let up = Report::read(dir.path()).unwrap();
+        assert!(up.provider_up && up.unavailable_since.is_none());
+        let down: Result<(), ApiError> = Err(ApiError::new(ErrorClass::Transient, "refused"));
+        t.store(2_000, Ordering::SeqCst);
+        h.note("upload", &down);
+        t.store(3_000, Ordering::SeqCst);
+        h.note("upload", &down);
+        let r = Report::read(dir.path()).unwrap();
+        assert_eq!((r.provider_up, r.unavailable_since), (false, Some(2_000)));
+        t.store(4_000, Ordering::SeqCst);
+        h.note("poll", &Ok::<(), ApiError>(()));
+        let r = Report::read(dir.path()).unwrap();
+        assert_eq!(
+            (r.provider_up, r.unavailable_since, r.updated_at),
+            (true, None, 4_000)
+        );
     }
 }

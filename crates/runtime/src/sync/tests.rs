@@ -29,6 +29,7 @@ fn operator() -> SyncOperator {
         request_timeout: std::time::Duration::from_secs(1),
         max_retries: 0,
         max_concurrent: 2,
+        observer: None,
     })
     .unwrap();
     let settings = SyncSettings {
