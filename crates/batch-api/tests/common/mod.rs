@@ -1,5 +1,8 @@
 #![allow(dead_code)]
 
+pub mod mock;
+pub mod openai;
+
 use std::time::Duration;
 
 use batch_api::{ClientTimeouts, RetryPolicy};
