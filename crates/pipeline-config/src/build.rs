@@ -341,15 +341,8 @@ pub(crate) fn build_map(
         max_retries: ctx.u32("ml.predict.max-retries")?,
     };
 
-    let metrics = MetricsConfig {
-        port: ctx
-            .int_opt("metrics.port")?
-            .map(|p| u16::try_from(p).expect("range")),
-        bind: match ctx.get("metrics.bind")? {
-            Some(Typed::Ip(ip)) => ip,
-            other => unreachable!("metrics.bind: {other:?}"),
-        },
-    };
+    let metrics = listener(&ctx, "metrics")?;
+    let ui = listener(&ctx, "ui")?;
 
     let pricing = build_pricing(&ctx)?;
 
@@ -362,6 +355,21 @@ pub(crate) fn build_map(
         sync,
         metrics,
         pricing,
+        ui,
+    })
+}
+
+/// `{prefix}.port` and `{prefix}.bind`.
+fn listener(ctx: &Ctx<'_>, prefix: &str) -> Result<Listener, ConfigError> {
+    let (port, bind) = (format!("{prefix}.port"), format!("{prefix}.bind"));
+    Ok(Listener {
+        port: ctx
+            .int_opt(&port)?
+            .map(|p| u16::try_from(p).expect("range")),
+        bind: match ctx.get(&bind)? {
+            Some(Typed::Ip(ip)) => ip,
+            other => unreachable!("{bind}: {other:?}"),
+        },
     })
 }
 

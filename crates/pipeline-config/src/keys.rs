@@ -235,6 +235,11 @@ pub static KEYS: &[KeyInfo] = &[
       "Serve Prometheus metrics on this port (0: any free port). Unset: no metrics endpoint."),
     k("metrics.bind", K::IpAddr, Default("127.0.0.1"), Always,
       "Address the metrics endpoint listens on."),
+    // ---- status page
+    k("ui.port", K::Int { min: 0, max: 65_535 }, Optional, Always,
+      "`run`: serve the status page (HTML at /, JSON at /status.json) on this port (0: any free port). Unset: no status page."),
+    k("ui.bind", K::IpAddr, Default("127.0.0.1"), Always,
+      "Address the status page listens on."),
 ];
 
 /// Kafka client properties that mlpredict sets itself for exactly-once

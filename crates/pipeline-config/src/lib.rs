@@ -131,6 +131,7 @@ pub struct PipelineConfig {
     pub metrics: MetricsConfig,
     /// `[pricing]` on top of the built-in prices.
     pub pricing: pricing::Pricing,
+    pub ui: UiConfig,
 }
 
 impl PipelineConfig {
@@ -381,8 +382,15 @@ pub struct SyncConfig {
     pub max_retries: u32,
 }
 
+/// An HTTP endpoint of the process: `{prefix}.port` (unset: off) on
+/// `{prefix}.bind`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricsConfig {
+pub struct Listener {
     pub port: Option<u16>,
     pub bind: IpAddr,
 }
+
+/// `metrics.*`: the Prometheus endpoint.
+pub type MetricsConfig = Listener;
+/// `ui.*`: the status page.
+pub type UiConfig = Listener;

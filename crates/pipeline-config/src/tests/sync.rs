@@ -1,4 +1,4 @@
-//! `[ml.predict]` (synchronous mode) and `[metrics]`.
+//! `[ml.predict]` (synchronous mode), `[metrics]` and `[ui]`.
 
 use std::time::Duration;
 
@@ -48,5 +48,26 @@ fn metrics_options() {
         MIN,
         &["metrics.bind=localhost"],
         "metrics.bind: expected an IP address such as 127.0.0.1 or ::1, got \"localhost\"",
+    );
+}
+
+#[test]
+fn ui_options() {
+    let c = ok(MIN, &[]);
+    assert_eq!(c.ui.port, None);
+    assert_eq!(c.ui.bind, "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    let c = ok(&min_with("[ui]\nport = 8080\nbind = \"0.0.0.0\""), &[]);
+    assert_eq!(c.ui.port, Some(8080));
+    assert_eq!(c.ui.bind, "0.0.0.0".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(c.metrics.port, None, "ui keys are their own");
+    assert_err(
+        MIN,
+        &["ui.port=65536"],
+        "ui.port: must be between 0 and 65535, got 65536",
+    );
+    assert_err(
+        MIN,
+        &["ui.bind=all"],
+        "ui.bind: expected an IP address such as 127.0.0.1 or ::1, got \"all\"",
     );
 }

@@ -79,6 +79,9 @@ max-retries = 2
 [metrics]
 port = 9000
 bind = "0.0.0.0"
+[ui]
+port = 9001
+bind = "::1"
 "#;
     let kafka_anthropic = r#"
 [source]
