@@ -14,6 +14,7 @@ use batch_core::{Batch, Budget, Event};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::health::Health;
+use super::watch::Watch;
 use crate::provider::{failure, remote};
 
 pub enum Msg {
@@ -104,6 +105,8 @@ pub struct Caller {
     pub background: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether the provider answers (`provider_up`, quiet warnings).
     pub health: Arc<Health>,
+    /// Request progress and errors by code, for the status page.
+    pub watch: Arc<Watch>,
 }
 
 impl Caller {
@@ -111,6 +114,7 @@ impl Caller {
     fn note<T>(&self, call: &'static str, r: &Result<T, ApiError>) {
         metrics::counter!("api_calls_total", "call" => call).increment(1);
         if let Err(e) = r {
+            self.watch.note_error(call, e);
             self.counts.errors.fetch_add(1, Ordering::Relaxed);
             let class = format!("{:?}", e.class).to_lowercase();
             metrics::counter!("api_errors_total", "call" => call, "class" => class).increment(1);
@@ -165,7 +169,8 @@ impl Caller {
             let meta = c.meta(&batch);
             let r = c.api.create(batch.file_id.as_deref(), &path, &meta).await;
             c.note("create", &r);
-            if r.is_ok() {
+            if let Ok(b) = &r {
+                c.watch.note_batch(b);
                 crate::failpoint::hit("after-create");
                 metrics::counter!("batch_jobs_submitted_total").increment(1);
             }
@@ -197,6 +202,9 @@ impl Caller {
         self.spawn(async move {
             let r = c.api.get(&remote_id).await;
             c.note("poll", &r);
+            if let Ok(b) = &r {
+                c.watch.note_batch(b);
+            }
             Msg::Core(Event::Polled {
                 id,
                 result: r.map(remote).map_err(|e| failure(&e)),
@@ -223,6 +231,7 @@ impl Caller {
                 let Ok(page) = r else { break };
                 for b in page.batches {
                     if let Some(id) = wanted.remove(&b.id) {
+                        c.watch.note_batch(&b);
                         let _ = tx.send((
                             epoch,
                             Msg::Core(Event::Polled {

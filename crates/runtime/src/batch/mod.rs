@@ -11,6 +11,7 @@ pub mod local;
 mod record_file;
 pub mod requests;
 pub mod spool;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 

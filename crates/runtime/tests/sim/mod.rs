@@ -286,6 +286,7 @@ impl World {
                     epoch: 0,
                     background: Arc::default(),
                     health: self.health.clone(),
+                    watch: Arc::default(),
                 };
                 let settings = BatchSettings {
                     core: self.cfg.clone(),
