@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what the tests need
-# (Debian packages if missing, the Python SDK venv, the Kafka broker jars),
+# (Debian packages if missing, Chromium, the Python SDK venv, the Kafka broker jars),
 # builds, and runs the Rust tests, the deterministic simulation, the chaos
 # tests and the official-SDK conformance tests.
 #
@@ -24,6 +24,8 @@ fi
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
     scripts/kafka/broker.sh deps
 fi
+# The status page's test renders it in headless Chromium (Debian's package).
+scripts/chromium.sh path >/dev/null 2>&1 || scripts/chromium.sh deps
 
 # The Kafka tests' broker: MLPREDICT_KAFKA_BOOTSTRAP if set (a broker you run),
 # else this checkout's own broker (scripts/kafka/broker.sh, data in .cache/) on
@@ -48,7 +50,7 @@ cargo build --workspace --all-targets --quiet
 
 echo "== rust tests (unit, simulation, end-to-end, chaos)" >&2
 cargo test --workspace --exclude mlpredict --quiet -- --test-threads=2
-cargo test -p mlpredict --quiet --bins --test pipeline --test crash --test providers --test sync_mode --test ops -- --test-threads=2
+cargo test -p mlpredict --quiet --bins --test pipeline --test crash --test providers --test sync_mode --test ops --test status_page -- --test-threads=2
 
 echo "== kafka tests (real broker)" >&2
 # Multi-process timing against a real broker on 2 shared cores: a failure is

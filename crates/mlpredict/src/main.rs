@@ -78,7 +78,8 @@ enum Command {
     /// SELECT ... FROM ML_PREDICT(...)): README "Flink SQL".
     #[command(after_help = EXIT_CODES)]
     Sql(sql_cmd::SqlArgs),
-    /// Show a pipeline's batches from its state database.
+    /// Show a pipeline's batches from its state database (or topic); with
+    /// --serve, as the status page.
     #[command(after_help = STATUS_COLUMNS)]
     Status {
         /// The pipeline's TOML file, as given to `run`.
@@ -91,6 +92,11 @@ enum Command {
         /// Show every batch, not only the last 20 and the open ones.
         #[arg(long)]
         all: bool,
+        /// Serve the status page on this port (HTML at /, JSON at
+        /// /status.json; 0: any free port, logged) until interrupted,
+        /// instead of printing once. Listens on `ui.bind`.
+        #[arg(long, value_name = "PORT")]
+        serve: Option<u16>,
     },
     /// Serve a mock Batch API: OpenAI-compatible, Azure OpenAI, Anthropic
     /// Message Batches and the FLIP's protocol, plus synchronous endpoints.
@@ -188,10 +194,14 @@ fn real_main(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             config,
             define,
             all,
+            serve,
         } => {
             // Status only reads state: the API key's variable need not be set.
             let cfg = load_config_with(pipeline_config::load_without_secrets, &config, &define)?;
-            status::print(&cfg, all)?;
+            match serve {
+                Some(port) => status::serve::run(&cfg, port, &rt)?,
+                None => status::text::print(&status::read(&cfg)?, all),
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::MockServer(args) => {
@@ -235,11 +245,14 @@ fn run_pipeline(
         );
     }
     metrics_setup::install(cfg, rt)?;
+    let live = Arc::new(status::live::Live::new());
+    status::serve::spawn(cfg, live.clone(), rt)?;
     let shutdown = shutdown_flag(rt);
     let opts = runtime::Options {
         cancel_inflight,
         shutdown,
         progress: std::io::stderr().is_terminal(),
+        live,
     };
     if !cfg.batch.enabled {
         let summary = sync_mode::run(cfg, rt.handle().clone(), opts, until_idle, instance_id)?;

@@ -133,6 +133,7 @@ max.wait = "500ms"
         cancel_inflight: false,
         shutdown: Arc::new(AtomicBool::new(false)),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        live: Arc::new(crate::status::live::Live::new()),
     };
     let summary = runtime::run_batch(&cfg, rt.handle().clone(), opts)?;
     rt.block_on(mock.shutdown());

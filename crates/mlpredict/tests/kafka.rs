@@ -8,8 +8,8 @@ mod kafka_common;
 use std::time::Duration;
 
 use common::{
-    assert_no_double_pay, batch_mock, blocking, key_from_env, run_cmd, sigterm, status_rows,
-    status_without_key, stderr, KEY_VAR,
+    assert_no_double_pay, batch_mock, blocking, free_port, key_from_env, run_cmd, serve_status,
+    sigterm, status_rows, status_without_key, stderr, wait_output, wait_status, KEY_VAR,
 };
 use kafka_common::*;
 use mock_server::MockConfig;
@@ -349,4 +349,28 @@ async fn status_lists_a_kafka_pipelines_batches_without_the_api_key() {
         text.contains(&format!("{} batches, 0 not yet emitted", rows.len())),
         "{text}"
     );
+    // The status page reads the same state: /status.json of `status --serve`.
+    let c = p.config.clone();
+    let batches = rows.len();
+    blocking(move || {
+        let port = free_port();
+        let child = serve_status(&c, port);
+        let v = wait_status(
+            &format!("127.0.0.1:{port}"),
+            Duration::from_secs(60),
+            |_| true,
+        );
+        sigterm(child.id());
+        wait_output(child, Duration::from_secs(30), "status --serve");
+        assert_eq!(v["source"], "kafka", "{v}");
+        let lanes = v["lanes"].as_array().unwrap();
+        assert_eq!(lanes.len(), 3, "{v}");
+        assert!(lanes.iter().all(|l| l["unit"] == "offset"), "{v}");
+        let offsets: u64 = lanes.iter().map(|l| l["watermark"].as_u64().unwrap()).sum();
+        assert_eq!(offsets, n as u64, "{v}");
+        let b = v["batches"].as_array().unwrap();
+        assert_eq!(b.len(), batches, "{v}");
+        assert!(b.iter().all(|b| b["phase"] == "emitted"), "{v}");
+    })
+    .await;
 }

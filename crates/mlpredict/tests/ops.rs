@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,34 +20,6 @@ fn spawn(config: &std::path::Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn mlpredict")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` over HTTP/1.1 with `Connection: close`; the body of a 200.
-fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let resp = String::from_utf8_lossy(&resp).into_owned();
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("GET {path}: {head}")));
-    }
-    Ok(body.to_owned())
 }
 
 /// Prometheus text format: `name{labels} value` per sample, keyed by

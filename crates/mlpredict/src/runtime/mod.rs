@@ -13,7 +13,7 @@ use anyhow::bail;
 use batch_core::CoreConfig;
 use kafka_io::{KafkaIo, Settings};
 use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
-use runtime::batch::calls::{CallCounts, Caller};
+use runtime::batch::calls::Caller;
 use runtime::batch::health::Health;
 use runtime::batch::local::LocalDir;
 use runtime::batch::spool::Spool;
@@ -24,12 +24,16 @@ use runtime::ledger::Ledger;
 use runtime::{Driver, Operator, RealEnv};
 use tokio::runtime::Handle;
 
+use crate::status::live::Live;
+
 pub use runtime::{now_ms, Summary};
 
 pub struct Options {
     pub cancel_inflight: bool,
     pub shutdown: Arc<AtomicBool>,
     pub progress: bool,
+    /// What the status page shows of this process.
+    pub live: Arc<Live>,
 }
 
 /// `list_polling`: the provider's listing reports full batch states (the
@@ -75,6 +79,7 @@ fn operator(
     rt: Handle,
     dir: PathBuf,
     keep_records: bool,
+    live: &Live,
 ) -> anyhow::Result<(
     BatchOperator,
     std::sync::mpsc::Receiver<(u64, runtime::batch::calls::Msg)>,
@@ -87,11 +92,12 @@ fn operator(
         api: Arc::from(setup.api),
         rt: Arc::new(rt),
         tx,
-        counts: Arc::new(CallCounts::default()),
+        counts: live.calls.clone(),
         pipeline: cfg.name.clone(),
         epoch: 0,
         background: Arc::default(),
-        health: Arc::new(Health::real().reporting_to(&dir)),
+        health: live.health(|| Health::real().reporting_to(&dir)),
+        watch: live.watch.clone(),
     };
     let settings = BatchSettings {
         core: core_config(cfg, limits, list_polling),
@@ -172,7 +178,7 @@ pub(crate) fn kafka_ledger(
 
 pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Result<Summary> {
     let ledger = file_ledger(cfg)?;
-    let (op, rx) = operator(cfg, rt, state_dir(cfg), false)?;
+    let (op, rx) = operator(cfg, rt, state_dir(cfg), false, &opts.live)?;
     let driver_opts = runtime::Options {
         read_burst: 4096,
         idle_wait: Duration::from_millis(200),
@@ -194,7 +200,7 @@ pub fn run_kafka(
     // Each instance has its own local directory: lanes move between
     // instances, and a batch file is rebuilt from Kafka when missing.
     let result = (|| {
-        let (op, rx) = operator(cfg, rt, inst.dir.clone(), true)?;
+        let (op, rx) = operator(cfg, rt, inst.dir.clone(), true, &opts.live)?;
         let driver_opts = runtime::Options {
             read_burst: 2048,
             idle_wait: Duration::from_millis(20),

@@ -5,18 +5,20 @@
 //! - `spawn.rs`: running, killing and waiting for the binary,
 //! - `check.rs`: exactly-once checks of the output and of the mock,
 //! - `mock.rs`: mock server configurations,
-//! - `fuzz.rs`: bad input, and the byte-level JSON check of every line.
+//! - `fuzz.rs`: bad input, and the byte-level JSON check of every line,
+//! - `http.rs`: GETs of the metrics and the status page, `status --serve`.
 #![allow(dead_code)]
 
 mod check;
 mod config;
 mod fuzz;
+mod http;
 mod mock;
 mod spawn;
 
 // Not every test file uses every module.
 #[allow(unused_imports)]
-pub use {check::*, config::*, fuzz::*, mock::*, spawn::*};
+pub use {check::*, config::*, fuzz::*, http::*, mock::*, spawn::*};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
