@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::budget::is_capacity_code;
-use crate::{LaneId, Millis, Position};
+use crate::{LaneId, Millis, NanoUsd, Position};
 
 /// Life-cycle phase of a batch; each is durable (DESIGN.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +128,15 @@ pub struct Batch {
     /// predecessors included: how often they were tried.
     #[serde(default)]
     pub submissions: u32,
+    /// Estimated tokens the provider counts against its enqueued-token
+    /// limit (`ml.batch.max.enqueued-tokens`); 0 when not estimated. A
+    /// retry batch keeps its parent's figure: an upper bound for a subset.
+    #[serde(default)]
+    pub tokens: u64,
+    /// Estimated cost of the batch in nano-USD (`ml.budget.max-usd`); 0
+    /// when not priced. Kept by retry batches, like `tokens`.
+    #[serde(default)]
+    pub estimated_cost: NanoUsd,
 }
 
 impl Batch {

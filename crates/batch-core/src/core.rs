@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 
 use crate::batch::{Batch, Phase};
 use crate::events::{Action, Event, FailureKind};
+use crate::gate::{self, Gate, Held};
 use crate::lifecycle::{
     event_batch, on_failure, on_remote, persist, retry_later, schedule, step_action, Run, Step,
 };
 use crate::planner::{self, Lane, OpenRange, RecordCuts};
-use crate::{seq_of, CoreConfig, LaneId, Millis, Position};
+use crate::{seq_of, CoreConfig, LaneId, Millis, NanoUsd, Position, RequestSize};
 
 /// Where a lane starts after a restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct Core {
     /// [`Core::wants_records`] for every record it reads.
     started: usize,
     fatal: bool,
+    /// Real cost of the batches emitted so far, as the shell keeps it
+    /// durably ([`Core::set_spent`]).
+    spent: NanoUsd,
 }
 
 impl Core {
@@ -39,6 +43,7 @@ impl Core {
             runs: BTreeMap::new(),
             started: 0,
             fatal: false,
+            spent: 0,
         }
     }
 
@@ -101,6 +106,37 @@ impl Core {
 
     pub fn config(&self) -> &CoreConfig {
         &self.cfg
+    }
+
+    /// The real cost of everything emitted so far (durable in the shell's
+    /// state): at a start, and after each emission's commit.
+    pub fn set_spent(&mut self, spent: NanoUsd) {
+        self.spent = spent;
+    }
+
+    pub fn spent(&self) -> NanoUsd {
+        self.spent
+    }
+
+    /// The gate's figures and why the next batch waits, if it does.
+    pub fn gate(&self) -> Gate {
+        let held = Held::of(self.runs.values());
+        let waiting = self
+            .next_to_start()
+            .and_then(|r| gate::may_start(&self.cfg, r, held, self.spent).err());
+        Gate {
+            enqueued_tokens: held.tokens,
+            token_limit: self.cfg.max_enqueued_tokens,
+            spent: self.spent,
+            committed: self.spent.saturating_add(held.cost),
+            budget: self.cfg.budget,
+            waiting,
+        }
+    }
+
+    /// The batch that starts next, once the in-flight limit allows.
+    fn next_to_start(&self) -> Option<&crate::lifecycle::Run> {
+        self.runs.values().find(|r| !r.started)
     }
 
     /// Register a lane at its durable watermark (where the source resumes).
@@ -170,18 +206,27 @@ impl Core {
         lane_id: LaneId,
         position: Position,
         next: Position,
-        bytes: u64,
+        size: RequestSize,
         dead: bool,
         now: Millis,
     ) -> RecordCuts {
         let mut cuts = RecordCuts::default();
         let cfg = &self.cfg;
+        let runs = &self.runs;
         let lane = self
             .lanes
             .entry(lane_id)
             .or_insert_with(|| Lane::new(position, 1));
         if let Some(open) = &lane.open {
-            if !dead && open.records > 0 && open.bytes + bytes > cfg.max_bytes {
+            let full = || {
+                open.bytes + size.bytes > cfg.max_bytes
+                    || cfg.max_enqueued_tokens.is_some_and(|limit| {
+                        over_tokens(limit, open.tokens, size.tokens, || {
+                            planner::token_headroom(limit, runs.values())
+                        })
+                    })
+            };
+            if !dead && open.records > 0 && full() {
                 cuts.before = planner::cut(&cfg.prefix, lane_id, lane, now);
             }
         }
@@ -191,6 +236,8 @@ impl Core {
             records: 0,
             dead: 0,
             bytes: 0,
+            tokens: 0,
+            cost: 0,
             since: now,
         });
         open.end = next;
@@ -198,7 +245,9 @@ impl Core {
             open.dead += 1;
         } else {
             open.records += 1;
-            open.bytes += bytes;
+            open.bytes += size.bytes;
+            open.tokens += size.tokens;
+            open.cost += size.cost;
         }
         if open.records >= cfg.batch_size || open.dead >= cfg.batch_size {
             cuts.after = planner::cut(&cfg.prefix, lane_id, lane, now);
@@ -224,8 +273,14 @@ impl Core {
             .filter(|r| r.started && !r.busy)
             .map(|r| r.wake_at);
         let start = (self.inflight() < self.cfg.max_inflight as usize)
-            .then(|| self.runs.values().find(|r| !r.started).map(|r| r.wake_at))
-            .flatten();
+            .then(|| self.next_to_start())
+            .flatten()
+            .filter(|r| {
+                !gate::gated(&self.cfg)
+                    || gate::may_start(&self.cfg, r, Held::of(self.runs.values()), self.spent)
+                        .is_ok()
+            })
+            .map(|r| r.wake_at);
         lanes.chain(runs).chain(start).min()
     }
 
@@ -249,11 +304,26 @@ impl Core {
             self.cut_lane(lane, now, out);
         }
         let mut inflight = self.inflight();
+        let gated = gate::gated(&self.cfg);
+        let mut held = if gated {
+            Held::of(self.runs.values())
+        } else {
+            Held::default()
+        };
+        // Batches start in id order: once one must wait, so do the rest.
+        let mut blocked = false;
         let (mut due_polls, mut waiting_polls) = (Vec::new(), Vec::new());
         for run in self.runs.values_mut() {
             if !run.started {
-                if inflight >= self.cfg.max_inflight as usize {
+                if blocked || inflight >= self.cfg.max_inflight as usize {
                     continue;
+                }
+                if gated {
+                    if gate::may_start(&self.cfg, run, held, self.spent).is_err() {
+                        blocked = true;
+                        continue;
+                    }
+                    held.add(run);
                 }
                 run.started = true;
                 self.started += 1;
@@ -402,4 +472,17 @@ impl Core {
             self.fatal = true;
         }
     }
+}
+
+/// Whether a request of `tokens` closes the open range before it: the
+/// batch would pass the limit, or it fills the room the limit leaves
+/// beside the batches held now (a batch cut smaller that can start at once,
+/// rather than a larger one that waits). `headroom` is only computed when
+/// the first test does not decide.
+fn over_tokens(limit: u64, open: u64, tokens: u64, headroom: impl FnOnce() -> u64) -> bool {
+    if open + tokens > limit {
+        return true;
+    }
+    let room = headroom();
+    open <= room && open + tokens > room
 }

@@ -17,6 +17,7 @@ mod batch;
 mod budget;
 mod core;
 mod events;
+mod gate;
 mod lifecycle;
 mod planner;
 #[cfg(feature = "sim")]
@@ -27,6 +28,7 @@ pub use crate::batch::{Batch, BatchFailure, Phase, RemoteState, ResultClass};
 pub use crate::budget::{fmt_duration, is_capacity_code, Budget, Disposition};
 pub use crate::core::{Core, LaneStart};
 pub use crate::events::{Action, Event, Failure, FailureKind, Remote};
+pub use crate::gate::{Gate, Waiting};
 pub use crate::planner::{Plan, RecordCuts};
 
 /// One ordered, replayable input sequence: a Kafka partition or an input file.
@@ -37,6 +39,19 @@ pub type Position = u64;
 /// Milliseconds since the Unix epoch. The core never reads a clock: the shell
 /// passes `now` in (the simulator passes virtual time).
 pub type Millis = u64;
+/// Money in billionths of a US dollar: integer sums never drift, and the
+/// cheapest price per token still rounds to a whole unit per request.
+pub type NanoUsd = u64;
+
+/// What one request adds to its batch: the size of its line, its token
+/// estimate (`ml.batch.max.enqueued-tokens`) and its estimated cost
+/// (`ml.budget.max-usd`). Dead letters add nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestSize {
+    pub bytes: u64,
+    pub tokens: u64,
+    pub cost: NanoUsd,
+}
 
 /// Policy knobs, from `ml.batch.*` plus provider limits.
 #[derive(Debug, Clone)]
@@ -62,6 +77,13 @@ pub struct CoreConfig {
     /// with one listing ([`Action::PollMany`]) instead of one call each;
     /// 0 turns list polling off (providers without a usable listing).
     pub list_poll_min: usize,
+    /// The organisation's enqueued-token limit for the model
+    /// (`ml.batch.max.enqueued-tokens`): the tokens of batches submitted
+    /// but not finished stay under it. `None`: no pacing.
+    pub max_enqueued_tokens: Option<u64>,
+    /// `ml.budget.max-usd` in nano-USD: no batch starts that would take
+    /// the estimated spend past it. `None`: no budget.
+    pub budget: Option<NanoUsd>,
 }
 
 impl CoreConfig {
@@ -81,6 +103,8 @@ impl CoreConfig {
             backoff_base_ms: 100,
             backoff_cap_ms: 5_000,
             list_poll_min: 3,
+            max_enqueued_tokens: None,
+            budget: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (`ml.batch.max.wait`) and at the end of input.
 
 use crate::batch::{Batch, Phase};
-use crate::{LaneId, Millis, Position};
+use crate::{LaneId, Millis, NanoUsd, Position};
 
 /// A batch boundary decided by the core. The shell turns the records it
 /// buffered since the previous cut into a batch file, writes the range's dead
@@ -36,6 +36,8 @@ pub(crate) struct OpenRange {
     pub records: u32,
     pub dead: u32,
     pub bytes: u64,
+    pub tokens: u64,
+    pub cost: NanoUsd,
     pub since: Millis,
 }
 
@@ -58,6 +60,19 @@ impl Lane {
             next_seq: next_seq.max(1),
         }
     }
+}
+
+/// What the limit leaves beside the batches cut and not finished (started
+/// or waiting to).
+pub(crate) fn token_headroom<'a>(
+    limit: u64,
+    runs: impl Iterator<Item = &'a crate::lifecycle::Run>,
+) -> u64 {
+    let held: u64 = runs
+        .filter(|r| r.batch.phase != Phase::Finished)
+        .map(|r| r.batch.tokens)
+        .sum();
+    limit.saturating_sub(held)
 }
 
 pub(crate) fn batch_number(prefix: &str, lane: LaneId, first: Position, end: Position) -> String {
@@ -93,6 +108,8 @@ pub(crate) fn cut(prefix: &str, lane_id: LaneId, lane: &mut Lane, now: Millis) -
             first_submitted_at: None,
             fault_retries: 0,
             submissions: 0,
+            tokens: open.tokens,
+            estimated_cost: open.cost,
         }
     });
     Some(Plan {

@@ -60,6 +60,12 @@ fn exactly_once_under_faults_and_crashes() {
             "{totals:?}"
         );
         assert!(totals.lane_moves > 0 && totals.list_polls > 0, "{totals:?}");
+        // Pacing: seeds with a limit, batches that waited for room, and
+        // requests too large for it.
+        assert!(
+            totals.paced > 0 && totals.token_waits > 0 && totals.over_limit > 0,
+            "{totals:?}"
+        );
         // Long outages: some records outlive them, some run out of time.
         assert!(
             totals.outages > 0 && totals.longest_outage_ms >= 7_200_000,

@@ -170,6 +170,8 @@ mod tests {
             first_submitted_at: Some(1),
             fault_retries: 1,
             submissions: 2,
+            tokens: 0,
+            estimated_cost: 0,
         };
         let mut st = LaneState::default();
         let rec = |r: StateRecord| (r.key.into_bytes(), r.value);

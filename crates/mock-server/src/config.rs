@@ -79,6 +79,11 @@ pub struct MockArgs {
     /// Fraction of batches going in_progress -> expired with about half done.
     #[arg(long, value_name = "F")]
     pub expire_fraction: Option<f64>,
+    /// Enqueued-token limit of the organisation (OpenAI protocols): a batch
+    /// whose prompt tokens, with those of the batches in progress, pass it
+    /// fails validation with token_limit_exceeded, as OpenAI's do.
+    #[arg(long, value_name = "TOKENS")]
+    pub max_enqueued_tokens: Option<u64>,
     /// Fraction of requests answered with a 4xx error line.
     #[arg(long = "request-4xx-fraction", value_name = "F")]
     pub request_4xx_fraction: Option<f64>,
@@ -123,6 +128,7 @@ struct FileArgs {
     lost_response_fraction: Option<f64>,
     token_limit_fraction: Option<f64>,
     expire_fraction: Option<f64>,
+    max_enqueued_tokens: Option<u64>,
     request_4xx_fraction: Option<f64>,
     request_5xx_fraction: Option<f64>,
     empty_error_file_id: Option<bool>,
@@ -161,6 +167,8 @@ pub struct MockConfig {
     pub max_file_bytes: u64,
     pub retry_after: Duration,
     pub faults: FaultConfig,
+    /// Enqueued-token limit (OpenAI protocols); `None`: unlimited.
+    pub max_enqueued_tokens: Option<u64>,
 }
 
 impl Default for MockConfig {
@@ -181,6 +189,7 @@ impl Default for MockConfig {
             max_file_bytes: 200 * 1024 * 1024,
             retry_after: Duration::from_millis(200),
             faults: FaultConfig::default(),
+            max_enqueued_tokens: None,
         }
     }
 }
@@ -256,6 +265,7 @@ impl MockConfig {
                 "retry-after",
                 d.retry_after,
             )?,
+            max_enqueued_tokens: args.max_enqueued_tokens.or(file.max_enqueued_tokens),
             faults: FaultConfig {
                 rate_limit_fraction: frac(
                     args.rate_limit_fraction,

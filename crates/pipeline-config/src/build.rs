@@ -632,6 +632,10 @@ fn build_batch(
             other => unreachable!("ml.batch.max.bytes: {other:?}"),
         },
         max_inflight: ctx.u32("ml.batch.max.inflight")?,
+        // the table's range keeps it positive
+        max_enqueued_tokens: ctx
+            .int_opt("ml.batch.max.enqueued-tokens")?
+            .map(|i| i as u64),
         job_timeout: ctx.duration("ml.batch.job.timeout")?,
         max_retries: ctx.u32("ml.batch.max.retries")?,
         retry_deadline: ctx.duration("ml.batch.retry.deadline")?,

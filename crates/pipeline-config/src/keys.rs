@@ -211,6 +211,8 @@ pub static KEYS: &[KeyInfo] = &[
       "Largest batch file; a batch is cut earlier when the next request would exceed it."),
     k("ml.batch.max.inflight", K::Int { min: 1, max: U32_MAX }, Default("8"), Always,
       "Most batches submitted but not yet emitted, per pipeline; more back-pressures the source."),
+    k("ml.batch.max.enqueued-tokens", K::Int { min: 1, max: i64::MAX }, Optional, Always,
+      "The organisation's enqueued-token limit for `model.model` (per model and usage tier; see docs/PROVIDERS.md): the estimated tokens of batches submitted and not finished stay under it, batches are cut to fit, and a request larger than it goes to the dead letters. Unset: no pacing."),
     k("ml.batch.job.timeout", K::Duration, Default("24h"), Always,
       "A batch not finished after this long is cancelled; its unfinished records are retried."),
     k("ml.batch.max.retries", K::Int { min: 0, max: U32_MAX }, Default("3"), Always,

@@ -347,6 +347,8 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     pub max_bytes: u64,
     pub max_inflight: u32,
+    /// `ml.batch.max.enqueued-tokens`
+    pub max_enqueued_tokens: Option<u64>,
     pub job_timeout: Duration,
     /// Retries of a request's own failures (5xx lines, missing results,
     /// rejected batches).

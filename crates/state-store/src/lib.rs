@@ -44,7 +44,9 @@ CREATE TABLE IF NOT EXISTS batches (
     emitted_at      INTEGER,
     first_submitted_at INTEGER,
     fault_retries   INTEGER,
-    submissions     INTEGER
+    submissions     INTEGER,
+    tokens          INTEGER,
+    estimated_cost  INTEGER
 );
 CREATE INDEX IF NOT EXISTS batches_open ON batches(phase) WHERE phase <> 'emitted';
 CREATE TABLE IF NOT EXISTS sinks (
@@ -150,7 +152,13 @@ impl Store {
             .map_err(self.err())?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.err())?;
-        for column in ["first_submitted_at", "fault_retries", "submissions"] {
+        for column in [
+            "first_submitted_at",
+            "fault_retries",
+            "submissions",
+            "tokens",
+            "estimated_cost",
+        ] {
             if !have.iter().any(|c| c == column) {
                 self.conn
                     .execute_batch(&format!("ALTER TABLE batches ADD COLUMN {column} INTEGER"))
@@ -376,7 +384,7 @@ impl Txn<'_> {
 
 const COLUMNS: &str = "id, lane, number, first_pos, end_pos, members, generation, attempt, records, phase, \
     planned_at, submitted_at, file_id, remote_id, remote_state, output_file, error_file, failure_code, failure_message, \
-    first_submitted_at, fault_retries, submissions";
+    first_submitted_at, fault_retries, submissions, tokens, estimated_cost";
 
 fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
     let members = b.members.as_ref().map(|m| {
@@ -386,7 +394,7 @@ fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
             .join(",")
     });
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO batches ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+        "INSERT OR REPLACE INTO batches ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
     ))?
     .execute(params![
         b.id as i64,
@@ -411,6 +419,8 @@ fn upsert(conn: &Connection, b: &Batch) -> rusqlite::Result<()> {
         b.first_submitted_at.map(|t| t as i64),
         b.fault_retries as i64,
         b.submissions as i64,
+        b.tokens as i64,
+        b.estimated_cost as i64,
     ])
     .map(drop)
 }
@@ -470,6 +480,8 @@ struct RawRow {
     first_submitted_at: Option<i64>,
     fault_retries: Option<i64>,
     submissions: Option<i64>,
+    tokens: Option<i64>,
+    estimated_cost: Option<i64>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -496,6 +508,8 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         first_submitted_at: r.get(19)?,
         fault_retries: r.get(20)?,
         submissions: r.get(21)?,
+        tokens: r.get(22)?,
+        estimated_cost: r.get(23)?,
     })
 }
 
@@ -542,6 +556,8 @@ impl RawRow {
             first_submitted_at: self.first_submitted_at.map(|t| t as u64),
             fault_retries: self.fault_retries.unwrap_or(0) as u32,
             submissions: self.submissions.unwrap_or(0) as u32,
+            tokens: self.tokens.unwrap_or(0) as u64,
+            estimated_cost: self.estimated_cost.unwrap_or(0) as u64,
         })
     }
 }

@@ -23,6 +23,8 @@ fn batch(id: u64) -> Batch {
         first_submitted_at: None,
         fault_retries: 0,
         submissions: 0,
+        tokens: 0,
+        estimated_cost: 0,
     }
 }
 

@@ -37,6 +37,12 @@ pub struct Totals {
     pub out_of_time: u64,
     /// Records emitted ok that were first submitted before an outage ended.
     pub outage_survivors: u64,
+    /// Seeds with an enqueued-token limit, and steps at which a batch
+    /// waited for room under it.
+    pub paced: u64,
+    pub token_waits: u64,
+    /// Records too large for the limit (dead-lettered by the shell's rule).
+    pub over_limit: u64,
 }
 
 fn pending_batch(e: &Event) -> Option<u64> {
@@ -71,6 +77,9 @@ impl Totals {
         self.longest_outage_ms = self.longest_outage_ms.max(o.longest_outage_ms);
         self.out_of_time += o.out_of_time;
         self.outage_survivors += o.outage_survivors;
+        self.paced += o.paced;
+        self.token_waits += o.token_waits;
+        self.over_limit += o.over_limit;
     }
 }
 
@@ -115,6 +124,13 @@ pub struct World {
     /// core's own record of it may restart later after a crash, never
     /// earlier).
     first_upload: BTreeMap<(LaneId, Position), Millis>,
+    over_limit: u64,
+}
+
+/// The true token count of a request (the simulated shell's estimate is
+/// exact): 1 to 60.
+pub fn tokens_of(lane: LaneId, p: Position) -> u64 {
+    1 + (p.wrapping_mul(31) + u64::from(lane) * 7) % 60
 }
 
 impl World {
@@ -160,9 +176,24 @@ impl World {
         });
         let crash_rate = [0.0, 0.002, 0.01, 0.05][rng.random_range(0..4)];
         let crashes_left = rng.random_range(0..=12);
+        // Drawn last, so that the other draws stay what they were per seed.
+        // A limit from below one request's tokens to many batches' worth.
+        let mut over_limit = 0;
+        cfg.max_enqueued_tokens = rng.random_bool(0.4).then(|| rng.random_range(30..=1_500));
+        if let Some(limit) = cfg.max_enqueued_tokens {
+            for (&lane, &n) in &lane_len {
+                for p in 0..n {
+                    // The shell's rule: a request over the limit is a dead letter.
+                    if tokens_of(lane, p) > limit && dead.insert((lane, p)) {
+                        over_limit += 1;
+                    }
+                }
+            }
+        }
         let core = Core::new(cfg.clone());
         let mut provider = Provider::new(seed, faults);
         provider.outage = outage;
+        provider.token_limit = cfg.max_enqueued_tokens;
         Self {
             seed,
             provider,
@@ -182,6 +213,7 @@ impl World {
             totals: Totals::default(),
             max_retries,
             first_upload: BTreeMap::new(),
+            over_limit,
         }
         .started()
     }
@@ -268,6 +300,18 @@ impl World {
                 self.now
             );
             self.totals.steps += 1;
+            if self.cfg.max_enqueued_tokens.is_some() {
+                let gate = self.core.gate();
+                assert!(
+                    gate.enqueued_tokens <= gate.token_limit.unwrap_or(0)
+                        || self.core.inflight() <= 1,
+                    "the core holds {} enqueued tokens over its limit: {gate:?}",
+                    gate.enqueued_tokens
+                );
+                if matches!(gate.waiting, Some(batch_core::Waiting::Tokens { .. })) {
+                    self.totals.token_waits += 1;
+                }
+            }
             if self.crashes_left > 0 && self.rng.random_bool(self.crash_rate) {
                 self.crashes_left -= 1;
                 if self.rng.random_bool(0.3) {
@@ -303,8 +347,12 @@ impl World {
                 let n = self.rng.random_range(1..=8u64).min(len - cursor);
                 for p in cursor..cursor + n {
                     let dead = self.dead.contains(&(lane, p));
-                    let bytes = if dead { 0 } else { 20 + (p % 30) };
-                    let cuts = self.core.on_record(lane, p, p + 1, bytes, dead, self.now);
+                    let size = batch_core::RequestSize {
+                        bytes: if dead { 0 } else { 20 + (p % 30) },
+                        tokens: if dead { 0 } else { tokens_of(lane, p) },
+                        cost: 0,
+                    };
+                    let cuts = self.core.on_record(lane, p, p + 1, size, dead, self.now);
                     for plan in [cuts.before, cuts.after].into_iter().flatten() {
                         self.commit_cut(plan);
                     }
@@ -384,6 +432,9 @@ impl World {
         match action {
             Action::Cut(plan) => self.commit_cut(plan),
             Action::Persist(batch) => {
+                if batch.phase == Phase::Finished && batch.failure.is_some() {
+                    self.provider.abandon(&batch.number, batch.attempt);
+                }
                 self.durable.batches.insert(batch.id, batch);
             }
             Action::Upload(batch) => {
@@ -465,6 +516,9 @@ impl World {
                         retry,
                     },
                 );
+            }
+            Action::Warn(w) if std::env::var("SIM_DEBUG").is_ok_and(|d| w.contains(&d)) => {
+                eprintln!("{} warn: {w}", self.now)
             }
             Action::Cleanup(_) | Action::Warn(_) => {}
             Action::Fatal(msg) => panic!("fatal: {msg}"),
@@ -565,6 +619,8 @@ impl World {
     pub fn totals(&self) -> Totals {
         let mut t = self.totals.clone();
         t.records = self.lane_len.values().sum();
+        t.paced = u64::from(self.cfg.max_enqueued_tokens.is_some());
+        t.over_limit = self.over_limit;
         if let Some((start, end)) = self.provider.outage {
             t.outages = 1;
             t.longest_outage_ms = end - start;

@@ -25,6 +25,25 @@ struct SimBatch {
     fate: Fate,
     cancel_at: Option<Millis>,
     results: Option<BTreeMap<Position, ResultClass>>,
+    tokens: u64,
+    /// The core gave up on it while it may have been running (after an
+    /// unanswered create): the core cannot count what it cannot see, so
+    /// the check leaves it out; the provider's `token_limit_exceeded`
+    /// covers it.
+    abandoned: bool,
+}
+
+impl SimBatch {
+    /// Whether its tokens count against the enqueued-token limit at `now`:
+    /// created and not yet ended.
+    fn enqueued(&self, now: Millis) -> bool {
+        let end = match (self.fate, self.cancel_at) {
+            (Fate::Quota | Fate::Invalid, _) => self.created_at + 20,
+            (_, Some(c)) => c.min(self.done_at),
+            _ => self.done_at,
+        };
+        (self.created_at..end).contains(&now)
+    }
 }
 
 pub struct Provider {
@@ -33,6 +52,9 @@ pub struct Provider {
     /// `[start, end)`: every call fails (429 or no connection), and batches
     /// running at its start expire then (a provider-wide capacity event).
     pub outage: Option<(Millis, Millis)>,
+    /// The organisation's enqueued-token limit: a create past it fails the
+    /// test (pacing must never send such a batch).
+    pub token_limit: Option<u64>,
     next: u64,
     batches: BTreeMap<String, SimBatch>,
     creates: BTreeMap<(String, u32), u32>,
@@ -54,6 +76,7 @@ impl Provider {
             rng: StdRng::seed_from_u64(seed ^ 0x5EED_0F_BA7C4),
             faults,
             outage: None,
+            token_limit: None,
             next: 0,
             batches: BTreeMap::new(),
             creates: BTreeMap::new(),
@@ -118,6 +141,38 @@ impl Provider {
             "batch {} file holds the wrong records",
             batch.number
         );
+        let tokens: u64 = members
+            .iter()
+            .map(|&p| super::tokens_of(batch.lane, p))
+            .sum();
+        if let Some(limit) = self.token_limit {
+            let enqueued: u64 = self
+                .batches
+                .values()
+                .filter(|b| b.enqueued(now) && !b.abandoned)
+                .map(|b| b.tokens)
+                .sum();
+            let held: Vec<_> = self
+                .batches
+                .values()
+                .filter(|b| b.enqueued(now) && !b.abandoned)
+                .map(|b| {
+                    (
+                        &b.number,
+                        b.attempt,
+                        b.fate,
+                        b.created_at,
+                        b.done_at,
+                        b.cancel_at,
+                    )
+                })
+                .collect();
+            assert!(
+                enqueued + tokens <= limit || enqueued == 0,
+                "batch {} of {tokens} tokens sent at {now} with {enqueued} enqueued ({held:?}): past the limit of {limit}",
+                batch.number
+            );
+        }
         self.next += 1;
         let id = format!("batch_{}", self.next);
         let (mut fate, mut run) = self.faults.fate(&mut self.rng);
@@ -145,6 +200,8 @@ impl Provider {
                 fate,
                 cancel_at: None,
                 results: None,
+                tokens,
+                abandoned: false,
             },
         );
         if self.roll(self.faults.create_lost) {
@@ -297,6 +354,15 @@ impl Provider {
         }
         for ((lane, p), n) in &self.answered {
             assert_eq!(*n, 1, "record {lane}-{p} answered {n} times: paid twice");
+        }
+    }
+
+    /// The core gave up on `number`'s `attempt` as a whole.
+    pub fn abandon(&mut self, number: &str, attempt: u32) {
+        for b in self.batches.values_mut() {
+            if b.number == number && b.attempt == attempt {
+                b.abandoned = true;
+            }
         }
     }
 

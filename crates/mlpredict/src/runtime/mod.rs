@@ -16,7 +16,9 @@ use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
 use runtime::batch::calls::Caller;
 use runtime::batch::health::Health;
 use runtime::batch::local::LocalDir;
+use runtime::batch::requests::Tokens;
 use runtime::batch::spool::Spool;
+use runtime::batch::tokens::{Estimator, ModelShape};
 use runtime::batch::{BatchOperator, BatchSettings};
 use runtime::ledger::file::FileLedger;
 use runtime::ledger::kafka::KafkaLedger;
@@ -65,7 +67,37 @@ pub fn core_config(
         backoff_base_ms: 500,
         backoff_cap_ms: 60_000,
         list_poll_min: if list_polling { 3 } else { 0 },
+        max_enqueued_tokens: b.max_enqueued_tokens,
+        budget: None,
     }
+}
+
+/// The token estimator, when the enqueued-token limit needs one.
+fn token_rule(
+    cfg: &PipelineConfig,
+    format: batch_api::wire::WireFormat,
+    task: batch_api::wire::Task,
+) -> Option<Tokens> {
+    let limit = cfg.batch.max_enqueued_tokens;
+    limit?;
+    let m = &cfg.model;
+    let max_tokens = m
+        .max_tokens
+        .or((format == batch_api::wire::WireFormat::Anthropic)
+            .then_some(batch_api::wire::ANTHROPIC_DEFAULT_MAX_TOKENS));
+    let estimator = Estimator::new(&ModelShape {
+        format,
+        task,
+        model: &m.model,
+        system_prompt: m.system_prompt.as_deref(),
+        max_tokens,
+    });
+    tracing::info!(
+        counter = estimator.name(),
+        limit,
+        "estimating request tokens"
+    );
+    Some(Tokens { estimator, limit })
 }
 
 /// Where a pipeline keeps its state and batch files.
@@ -99,7 +131,9 @@ fn operator(
         health: live.health(|| Health::real().reporting_to(&dir)),
         watch: live.watch.clone(),
     };
+    let tokens = token_rule(cfg, setup.format, setup.task);
     let settings = BatchSettings {
+        tokens,
         core: core_config(cfg, limits, list_polling),
         template: setup.template,
         format: setup.format,

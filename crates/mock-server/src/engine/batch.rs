@@ -26,6 +26,7 @@ use crate::util::{strip_tag, Clock, IdGen};
 pub(crate) struct Env<'a> {
     pub files: &'a mut FileTable,
     pub seen: &'a mut HashMap<u64, u32>,
+    pub enqueued: &'a mut Enqueued,
     pub faults: &'a Faults,
     pub stats: &'a StatsRecorder,
     pub ids: &'a IdGen,
@@ -41,6 +42,28 @@ pub(crate) struct Stamps {
     pub expired_at: Option<i64>,
     pub cancelling_at: Option<i64>,
     pub cancelled_at: Option<i64>,
+}
+
+/// The batches holding enqueued tokens: by batch seq, when they passed
+/// validation, until when (unknown while they run) and how many.
+#[derive(Default)]
+pub(crate) struct Enqueued(HashMap<u64, (Instant, Option<Instant>, u64)>);
+
+impl Enqueued {
+    /// Tokens held at `t`.
+    fn at(&self, t: Instant) -> u64 {
+        self.0
+            .values()
+            .filter(|(from, until, _)| *from <= t && until.is_none_or(|u| u > t))
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    fn end(&mut self, seq: u64, t: Instant) {
+        if let Some(hold) = self.0.get_mut(&seq) {
+            hold.1 = Some(t);
+        }
+    }
 }
 
 /// Fault decisions taken at create time, applied later.
@@ -281,6 +304,28 @@ impl Batch {
         match input::parse(self.flavor, &input, Some(&mut exec)) {
             Err(errors) => self.fail(t, errors),
             Ok(parsed) => {
+                if let Some(limit) = env
+                    .cfg
+                    .max_enqueued_tokens
+                    .filter(|_| self.flavor.is_openai())
+                {
+                    let tokens: u64 = parsed.tasks.iter().map(|t| t.prompt_tokens()).sum();
+                    let held = env.enqueued.at(t);
+                    if held + tokens > limit {
+                        env.stats.fault("token_limit");
+                        let model = parsed.model.unwrap_or_else(|| "mock-model".into());
+                        let msg = format!(
+                            "Enqueued token limit reached for {model} in organization org-mock. Limit: {limit} enqueued \
+                             tokens. Please try again once some in_progress batches have been completed."
+                        );
+                        self.model = Some(model);
+                        return self.fail(
+                            t,
+                            vec![BatchError::new("token_limit_exceeded", msg, None, None)],
+                        );
+                    }
+                    env.enqueued.0.insert(self.seq, (t, None, tokens));
+                }
                 for _ in 0..exec.injected_4xx {
                     env.stats.fault("request_4xx");
                 }
@@ -305,6 +350,7 @@ impl Batch {
     /// Ends the batch with the first `done` requests executed.
     fn finish(&mut self, status: Status, t: Instant, done: usize, env: &mut Env<'_>) {
         let tasks = std::mem::take(&mut self.tasks);
+        env.enqueued.end(self.seq, t);
         let ts = self.clock.unix(t);
         let out = (self.render)(&self.id, &tasks, done, status, ts);
         // Anthropic ids carry a batch tag: count answers by the public id,

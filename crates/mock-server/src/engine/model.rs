@@ -56,6 +56,15 @@ impl Task {
     pub(crate) fn ok(&self) -> bool {
         !matches!(self.outcome, Outcome::Error { .. })
     }
+
+    /// What the request counts against the enqueued-token limit.
+    pub(crate) fn prompt_tokens(&self) -> u64 {
+        match &self.outcome {
+            Outcome::Chat { prompt, .. } => u64::from(*prompt),
+            Outcome::Embedding { tokens, .. } => u64::from(*tokens),
+            Outcome::Error { .. } => 0,
+        }
+    }
 }
 
 /// The fake model's answer to one request.

@@ -25,6 +25,8 @@ pub(crate) struct Store {
     pub seq: u64,
     /// Times each (pipeline, custom_id) hash was executed (per-request faults).
     pub seen: HashMap<u64, u32>,
+    /// Prompt tokens of the batches that passed validation, while they run.
+    pub enqueued: super::batch::Enqueued,
 }
 
 /// Everything a handler needs.
@@ -67,8 +69,9 @@ impl AppState {
         let now = Instant::now();
         let mut guard = self.lock();
         let store = &mut *guard;
+        self.advance_earlier(store, now);
         let batch = store.batches.get_mut(id)?;
-        let mut env = self.env(&mut store.files, &mut store.seen);
+        let mut env = self.env(&mut store.files, &mut store.seen, &mut store.enqueued);
         batch.advance(now, &mut env);
         Some(f(batch, &mut env))
     }
@@ -82,7 +85,8 @@ impl AppState {
         now: Instant,
         mut f: impl FnMut(&Batch, &MockConfig) -> R,
     ) -> Vec<R> {
-        let mut env = self.env(&mut store.files, &mut store.seen);
+        self.advance_earlier(store, now);
+        let mut env = self.env(&mut store.files, &mut store.seen, &mut store.enqueued);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(b) = store.batches.get_mut(id) else {
@@ -94,10 +98,31 @@ impl AppState {
         out
     }
 
-    fn env<'a>(&'a self, files: &'a mut FileTable, seen: &'a mut HashMap<u64, u32>) -> Env<'a> {
+    /// With an enqueued-token limit, a batch's validation depends on the
+    /// batches created before it: bring every OpenAI batch up to date, in
+    /// creation order, so each one sees the others as they were then.
+    fn advance_earlier(&self, store: &mut Store, now: Instant) {
+        if self.cfg.max_enqueued_tokens.is_none() {
+            return;
+        }
+        let mut env = self.env(&mut store.files, &mut store.seen, &mut store.enqueued);
+        for id in &store.batch_order {
+            if let Some(b) = store.batches.get_mut(id) {
+                b.advance(now, &mut env);
+            }
+        }
+    }
+
+    fn env<'a>(
+        &'a self,
+        files: &'a mut FileTable,
+        seen: &'a mut HashMap<u64, u32>,
+        enqueued: &'a mut super::batch::Enqueued,
+    ) -> Env<'a> {
         Env {
             files,
             seen,
+            enqueued,
             faults: &self.faults,
             stats: &self.stats,
             ids: &self.ids,

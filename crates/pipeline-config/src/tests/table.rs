@@ -66,6 +66,7 @@ local.dir = "batches"
 max.wait = "5s"
 max.bytes = "1MiB"
 max.inflight = 2
+max.enqueued-tokens = 2000000
 job.timeout = "1h"
 max.retries = 1
 retry.deadline = "6h"

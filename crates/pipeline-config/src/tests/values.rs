@@ -143,6 +143,17 @@ fn poll_max_interval_rules() {
 }
 
 #[test]
+fn enqueued_token_limit_is_a_positive_integer_and_named_when_wrong() {
+    assert_eq!(ok(MIN, &[]).batch.max_enqueued_tokens, None);
+    let c = ok(MIN, &["ml.batch.max.enqueued-tokens=15000000000"]);
+    assert_eq!(c.batch.max_enqueued_tokens, Some(15_000_000_000));
+    for bad in ["0", "-5", "lots", "1.5"] {
+        let e = err(MIN, &[&format!("ml.batch.max.enqueued-tokens={bad}")]);
+        assert_eq!(e.key(), Some("ml.batch.max.enqueued-tokens"), "{bad}");
+    }
+}
+
+#[test]
 fn max_bytes_accepts_integers_and_units() {
     for (given, bytes) in [
         ("104857600", 104_857_600u64),

@@ -285,6 +285,8 @@ mod tests {
             first_submitted_at: None,
             fault_retries: 0,
             submissions: 0,
+            tokens: 0,
+            estimated_cost: 0,
         }
     }
 
@@ -316,6 +318,7 @@ mod tests {
             },
             template: &template,
             max_bytes: 1 << 20,
+            tokens: None,
         };
         let key = batch_api::ApiKey::new("sk-secret-123456");
         let b = batch();

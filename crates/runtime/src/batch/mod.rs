@@ -11,6 +11,7 @@ pub mod local;
 mod record_file;
 pub mod requests;
 pub mod spool;
+pub mod tokens;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +20,7 @@ use anyhow::bail;
 use batch_api::wire::{RequestTemplate, Task, WireFormat};
 use batch_core::{
     seq_of, Action, Batch, Budget, Core, CoreConfig, Event, LaneId, LaneStart, Millis, Phase, Plan,
-    RemoteState,
+    RemoteState, RequestSize,
 };
 
 use crate::ledger::{write_dead_letter, BatchRecords, LaneState, Record};
@@ -45,6 +46,9 @@ pub struct BatchSettings {
     pub cleanup_remote: bool,
     /// Scrubbed from per-request error messages before they are written.
     pub api_key: Option<batch_api::ApiKey>,
+    /// Token estimates of requests (for the enqueued-token limit and the
+    /// budget); `None` when neither is set.
+    pub tokens: Option<requests::Tokens>,
 }
 
 pub struct BatchOperator {
@@ -57,6 +61,9 @@ pub struct BatchOperator {
     shape: OutputShape,
     cleanup_remote: bool,
     api_key: Option<batch_api::ApiKey>,
+    tokens: Option<requests::Tokens>,
+    /// Why batches waited at the last tick (logged when it changes).
+    waiting: Option<batch_core::Waiting>,
     pub caller: Caller,
     spool: Spool,
     /// Per lane: dead letters read since its last cut; they become durable
@@ -86,6 +93,8 @@ impl BatchOperator {
             output_field: settings.output_field,
             cleanup_remote: settings.cleanup_remote,
             api_key: settings.api_key,
+            tokens: settings.tokens,
+            waiting: None,
             caller,
             spool,
             dead: BTreeMap::new(),
@@ -110,6 +119,7 @@ impl BatchOperator {
             },
             template: &self.template,
             max_bytes: self.core.config().max_bytes,
+            tokens: self.tokens.as_ref(),
         }
     }
 
@@ -307,6 +317,30 @@ impl BatchOperator {
         }
     }
 
+    /// Gauges of the gate, and a line when batches start or stop waiting.
+    fn note_gate(&mut self) {
+        let cfg = self.core.config();
+        if cfg.max_enqueued_tokens.is_none() && cfg.budget.is_none() {
+            return;
+        }
+        let gate = self.core.gate();
+        metrics::gauge!("batch_enqueued_tokens").set(gate.enqueued_tokens as f64);
+        if gate.waiting == self.waiting {
+            return;
+        }
+        self.waiting = gate.waiting;
+        match gate.waiting {
+            Some(batch_core::Waiting::Tokens { next }) => tracing::info!(
+                enqueued = gate.enqueued_tokens,
+                limit = gate.token_limit.unwrap_or(0),
+                next,
+                "the next batch waits for room under ml.batch.max.enqueued-tokens"
+            ),
+            Some(batch_core::Waiting::Budget { .. }) => {}
+            None => tracing::debug!("batches start again"),
+        }
+    }
+
     fn cancel_inflight(&self) {
         let submitted: Vec<(String, String)> = self
             .core
@@ -383,16 +417,18 @@ impl Operator for BatchOperator {
             std::mem::take(&mut self.line),
             std::mem::take(&mut self.custom_id),
         );
-        let parsed = self
-            .requests()
-            .line(r.lane, r.pos, r.value, &mut custom_id, &mut line);
+        let parsed =
+            self.requests()
+                .line_with(r.lane, r.pos, r.value, &mut custom_id, &mut line, true);
         (self.line, self.custom_id) = (line, custom_id);
         match parsed {
-            Ok(()) => {
-                let bytes = self.line.len() as u64;
-                let cuts = self
-                    .core
-                    .on_record(r.lane, r.pos, r.next, bytes, false, now);
+            Ok(tokens) => {
+                let size = RequestSize {
+                    bytes: self.line.len() as u64,
+                    tokens,
+                    cost: 0,
+                };
+                let cuts = self.core.on_record(r.lane, r.pos, r.next, size, false, now);
                 if let Some(plan) = cuts.before {
                     self.seal_cut(plan, turn)?;
                 }
@@ -403,7 +439,9 @@ impl Operator for BatchOperator {
                 }
             }
             Err(reason) => {
-                let cuts = self.core.on_record(r.lane, r.pos, r.next, 0, true, now);
+                let cuts =
+                    self.core
+                        .on_record(r.lane, r.pos, r.next, RequestSize::default(), true, now);
                 debug_assert!(cuts.before.is_none());
                 self.line.clear();
                 write_dead_letter(&mut self.line, &r, &reason.0);
@@ -471,6 +509,7 @@ impl Operator for BatchOperator {
         now: Millis,
     ) -> anyhow::Result<()> {
         self.core.tick(now, &mut self.actions);
+        self.note_gate();
         self.execute(turn, records, now)
     }
 

@@ -23,6 +23,16 @@ pub struct Requests<'a> {
     /// never uploaded alone to be rejected (`ml.batch.max.bytes`, or the
     /// provider's file limit).
     pub max_bytes: u64,
+    /// Token estimates, when a limit or a budget needs them.
+    pub tokens: Option<&'a Tokens>,
+}
+
+/// The token estimator and the limit a single request must fit in.
+pub struct Tokens {
+    pub estimator: super::tokens::Estimator,
+    /// `ml.batch.max.enqueued-tokens`: a request over it could never be
+    /// sent, so it is refused at intake.
+    pub limit: Option<u64>,
 }
 
 impl Requests<'_> {
@@ -36,7 +46,40 @@ impl Requests<'_> {
         custom_id: &mut String,
         out: &mut Vec<u8>,
     ) -> Result<(), Unusable> {
+        self.line_with(lane, pos, value, custom_id, out, false)
+            .map(drop)
+    }
+
+    /// [`Requests::line`], and with `estimate` (at intake) the request's
+    /// token estimate too (0 without an estimator): counted once, there.
+    pub fn line_with(
+        &self,
+        lane: batch_core::LaneId,
+        pos: batch_core::Position,
+        value: Option<&[u8]>,
+        custom_id: &mut String,
+        out: &mut Vec<u8>,
+        estimate: bool,
+    ) -> Result<u64, Unusable> {
         let usable = self.fields.parse_value(value)?;
+        let tokens = self.tokens.map_or(0, |t| {
+            let input = usable.input.get();
+            // Counting is only needed when the cheap bound does not settle
+            // the limit, or for the estimate itself.
+            let over = t.limit.is_some_and(|l| t.estimator.upper_bound(input) > l);
+            if estimate || over {
+                t.estimator.estimate(input)
+            } else {
+                0
+            }
+        });
+        if let Some(limit) = self.tokens.and_then(|t| t.limit) {
+            if tokens > limit {
+                return Err(Unusable(format!(
+                    "its request is about {tokens} tokens, more than ml.batch.max.enqueued-tokens ({limit}) lets one batch hold"
+                )));
+            }
+        }
         write_custom_id(custom_id, lane, pos);
         out.clear();
         self.template
@@ -48,7 +91,7 @@ impl Requests<'_> {
                 self.max_bytes
             )));
         }
-        Ok(())
+        Ok(tokens)
     }
 }
 

@@ -101,6 +101,8 @@ fn batch(id: u64, first: Position, end: Position, records: u32) -> Batch {
         first_submitted_at: Some(5),
         fault_retries: 1,
         submissions: 2,
+        tokens: 0,
+        estimated_cost: 0,
     }
 }
 

@@ -297,6 +297,7 @@ impl World {
                     output_field: "prediction".into(),
                     cleanup_remote: self.rng.random_bool(0.5),
                     api_key: None,
+                    tokens: None,
                 };
                 let op = BatchOperator::new(
                     settings,

@@ -1,0 +1,81 @@
+//! What a run may use at the provider: pacing under the organisation's
+//! enqueued-token limit, and the budget. The real binary against the mock.
+
+mod common;
+
+use common::*;
+use mock_server::{MockConfig, MockServer};
+
+/// The mock's enqueued-token limit in these tests: about one batch of 50.
+const LIMIT: u64 = 1_500;
+
+async fn limited_mock() -> MockServer {
+    let cfg = MockConfig {
+        max_enqueued_tokens: Some(LIMIT),
+        retry_after: std::time::Duration::from_millis(20),
+        ..batch_mock(300)
+    };
+    MockServer::start(cfg).await.expect("mock server")
+}
+
+fn token_limit_failures(server: &MockServer) -> u64 {
+    server
+        .stats()
+        .faults_injected
+        .get("token_limit")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_keeps_batches_under_the_enqueued_token_limit() {
+    // Without pacing: batches in flight together pass the limit and fail
+    // validation; they are retried until every record is out, once.
+    let server = limited_mock().await;
+    let (dir, texts, _) = input_dir(150, 0);
+    let cfg = config(dir.path(), &server.base_url(), "");
+    let out = blocking(move || run(&cfg, &[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ok, err) = check_output(&lines(&dir.path().join("output.jsonl")), &texts);
+    assert_eq!((ok, err), (150, 0));
+    let unpaced = token_limit_failures(&server);
+    assert!(unpaced > 0, "the limit was never hit: {:?}", server.stats());
+    assert_eq!(server.stats().duplicate_answers, 0);
+
+    // With it: not one failure, and a request larger than the limit goes
+    // to the dead letters, the limit named.
+    let server = limited_mock().await;
+    let (dir, texts, _) = input_dir(150, 0);
+    let huge = serde_json::json!({"id": 10_000, "text": "word ".repeat(3_000)});
+    let input = dir.path().join("input.jsonl");
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str(&format!("{huge}\n"));
+    std::fs::write(&input, text).unwrap();
+    let cfg = config(dir.path(), &server.base_url(), "");
+    let limit = format!("ml.batch.max.enqueued-tokens={LIMIT}");
+    let out = blocking(move || run(&cfg, &[&limit])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ok, err) = check_output(&lines(&dir.path().join("output.jsonl")), &texts);
+    assert_eq!((ok, err), (150, 0));
+    assert_eq!(
+        token_limit_failures(&server),
+        0,
+        "paced batches failed (unpaced: {unpaced}): {:?}",
+        server.stats()
+    );
+    let dlq = lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let reason = dlq[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("ml.batch.max.enqueued-tokens (1500)"),
+        "{}",
+        dlq[0]
+    );
+    let stats = server.stats();
+    eprintln!(
+        "token_limit_exceeded without pacing: {unpaced}; with pacing: 0 in {} batches",
+        stats.batches_created
+    );
+    assert!(stats.batches_created >= 4, "cut smaller: {stats:?}");
+    assert_eq!(stats.duplicate_answers, 0);
+}
