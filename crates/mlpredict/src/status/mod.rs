@@ -316,6 +316,8 @@ pub(crate) mod tests {
             first_submitted_at: None,
             fault_retries: 0,
             submissions: 1,
+            tokens: 0,
+            estimated_cost: 0,
         }
     }
 
