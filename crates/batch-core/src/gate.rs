@@ -14,9 +14,12 @@ pub enum Waiting {
     /// Its tokens would take the enqueued tokens past the limit; it starts
     /// when batches in flight finish.
     Tokens { next: u64 },
-    /// Its estimated cost would take the spend past the budget; only a
-    /// larger budget (and a restart) lets it start.
-    Budget { next: NanoUsd },
+    /// Its estimated cost would take the spend past the budget.
+    /// `exhausted`: even with nothing in flight it would (what is spent
+    /// already leaves too little): only a larger budget, and a restart,
+    /// lets it start. Otherwise it starts once batches in flight are
+    /// emitted at their (lower) real cost.
+    Budget { next: NanoUsd, exhausted: bool },
 }
 
 /// The gate's figures, for `status`, gauges and progress lines.
@@ -79,6 +82,7 @@ pub(crate) fn may_start(
         if committed >= budget || committed.saturating_add(b.estimated_cost) > budget {
             return Err(Waiting::Budget {
                 next: b.estimated_cost,
+                exhausted: spent >= budget || spent.saturating_add(b.estimated_cost) > budget,
             });
         }
     }
@@ -248,7 +252,13 @@ mod tests {
         let gate = c.gate();
         assert_eq!(
             (gate.committed, gate.waiting),
-            (80, Some(Waiting::Budget { next: 40 }))
+            (
+                80,
+                Some(Waiting::Budget {
+                    next: 40,
+                    exhausted: false
+                })
+            )
         );
         // Finished but not emitted: still held at its estimate.
         complete(&mut c, cut[0].id, 2);
@@ -270,7 +280,13 @@ mod tests {
             started(&mut c, 1).is_empty(),
             "reached, even for a free batch"
         );
-        assert_eq!(c.gate().waiting, Some(Waiting::Budget { next: 0 }));
+        assert_eq!(
+            c.gate().waiting,
+            Some(Waiting::Budget {
+                next: 0,
+                exhausted: true
+            })
+        );
         assert_eq!(cut.len(), 1);
         assert!(
             c.next_wake().is_none(),

@@ -66,6 +66,8 @@ fn exactly_once_under_faults_and_crashes() {
             totals.paced > 0 && totals.token_waits > 0 && totals.over_limit > 0,
             "{totals:?}"
         );
+        // Budgets that stopped runs, raised and resumed.
+        assert!(totals.budgeted > 0 && totals.budget_stops > 0, "{totals:?}");
         // Long outages: some records outlive them, some run out of time.
         assert!(
             totals.outages > 0 && totals.longest_outage_ms >= 7_200_000,

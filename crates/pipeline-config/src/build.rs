@@ -632,6 +632,11 @@ fn build_batch(
             other => unreachable!("ml.batch.max.bytes: {other:?}"),
         },
         max_inflight: ctx.u32("ml.batch.max.inflight")?,
+        max_usd: match ctx.get("ml.budget.max-usd")? {
+            Some(Typed::Float(f)) => Some(f),
+            None => None,
+            other => unreachable!("ml.budget.max-usd: {other:?}"),
+        },
         // the table's range keeps it positive
         max_enqueued_tokens: ctx
             .int_opt("ml.batch.max.enqueued-tokens")?

@@ -213,6 +213,8 @@ pub static KEYS: &[KeyInfo] = &[
       "Most batches submitted but not yet emitted, per pipeline; more back-pressures the source."),
     k("ml.batch.max.enqueued-tokens", K::Int { min: 1, max: i64::MAX }, Optional, Always,
       "The organisation's enqueued-token limit for `model.model` (per model and usage tier; see docs/PROVIDERS.md): the estimated tokens of batches submitted and not finished stay under it, batches are cut to fit, and a request larger than it goes to the dead letters. Unset: no pacing."),
+    k("ml.budget.max-usd", K::Float { min: 0.0, max: 1e12 }, Optional, Always,
+      "Budget in USD: no new batch is submitted once the estimated cost of everything submitted (emitted batches at their cost, batches in flight at their estimate) would pass it; the run then waits, reading nothing. Needs a price for `model.model`. Unset: no budget."),
     k("ml.batch.job.timeout", K::Duration, Default("24h"), Always,
       "A batch not finished after this long is cancelled; its unfinished records are retried."),
     k("ml.batch.max.retries", K::Int { min: 0, max: U32_MAX }, Default("3"), Always,

@@ -349,6 +349,8 @@ pub struct BatchConfig {
     pub max_inflight: u32,
     /// `ml.batch.max.enqueued-tokens`
     pub max_enqueued_tokens: Option<u64>,
+    /// `ml.budget.max-usd`
+    pub max_usd: Option<f64>,
     pub job_timeout: Duration,
     /// Retries of a request's own failures (5xx lines, missing results,
     /// rejected batches).

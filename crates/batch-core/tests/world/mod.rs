@@ -43,6 +43,10 @@ pub struct Totals {
     pub token_waits: u64,
     /// Records too large for the limit (dead-lettered by the shell's rule).
     pub over_limit: u64,
+    /// Seeds with a budget, and how often it stopped a run (then raised,
+    /// and the world restarted).
+    pub budgeted: u64,
+    pub budget_stops: u64,
 }
 
 fn pending_batch(e: &Event) -> Option<u64> {
@@ -80,6 +84,8 @@ impl Totals {
         self.paced += o.paced;
         self.token_waits += o.token_waits;
         self.over_limit += o.over_limit;
+        self.budgeted += o.budgeted;
+        self.budget_stops += o.budget_stops;
     }
 }
 
@@ -91,6 +97,8 @@ struct Durable {
     /// (lane, position, ok?) in emission order.
     output: Vec<(LaneId, Position, bool)>,
     dlq: Vec<(LaneId, Position)>,
+    /// What the emitted batches cost (their ok answers).
+    spent: u64,
 }
 
 struct Pending {
@@ -125,6 +133,16 @@ pub struct World {
     /// earlier).
     first_upload: BTreeMap<(LaneId, Position), Millis>,
     over_limit: u64,
+    /// Estimated cost of the batches started and not yet emitted, as the
+    /// world saw them start: with the spend, never past the budget.
+    started_cost: BTreeMap<u64, u64>,
+    budget_set: bool,
+}
+
+/// A request's estimated cost (nano-USD), 1 to 5; its real cost when
+/// answered ok is the same, else 0.
+pub fn cost_of(lane: LaneId, p: Position) -> u64 {
+    1 + (p + u64::from(lane)) % 5
 }
 
 /// The true token count of a request (the simulated shell's estimate is
@@ -190,6 +208,8 @@ impl World {
                 }
             }
         }
+        cfg.budget = rng.random_bool(0.3).then(|| rng.random_range(0..=600));
+        let budget_set = cfg.budget.is_some();
         let core = Core::new(cfg.clone());
         let mut provider = Provider::new(seed, faults);
         provider.outage = outage;
@@ -214,6 +234,8 @@ impl World {
             max_retries,
             first_upload: BTreeMap::new(),
             over_limit,
+            started_cost: BTreeMap::new(),
+            budget_set,
         }
         .started()
     }
@@ -250,6 +272,11 @@ impl World {
             .cloned()
             .collect();
         self.core = Core::restore(self.cfg.clone(), &lanes, open, self.now);
+        self.core.set_spent(self.durable.spent);
+        // What never reached the provider is no longer started.
+        let durable = &self.durable.batches;
+        self.started_cost
+            .retain(|id, _| durable.get(id).is_some_and(|b| b.phase != Phase::Planned));
         self.cursor.clear();
         for l in &lanes {
             self.cursor.insert(l.lane, l.watermark);
@@ -287,6 +314,9 @@ impl World {
             .cloned()
             .collect();
         self.core.adopt_lane(start, open, self.now);
+        let durable = &self.durable.batches;
+        self.started_cost
+            .retain(|id, _| durable.get(id).is_some_and(|b| b.phase != Phase::Planned));
         self.cursor.insert(lane, start.watermark);
         self.eof_sent.remove(&lane);
     }
@@ -350,7 +380,7 @@ impl World {
                     let size = batch_core::RequestSize {
                         bytes: if dead { 0 } else { 20 + (p % 30) },
                         tokens: if dead { 0 } else { tokens_of(lane, p) },
-                        cost: 0,
+                        cost: if dead { 0 } else { cost_of(lane, p) },
                     };
                     let cuts = self.core.on_record(lane, p, p + 1, size, dead, self.now);
                     for plan in [cuts.before, cuts.after].into_iter().flatten() {
@@ -385,6 +415,20 @@ impl World {
                     }
                     (_, Some(w)) => self.now = self.now.max(w),
                     (Some(_), None) => unreachable!("covered by the first arm"),
+                    (None, None)
+                        if matches!(
+                            self.core.gate().waiting,
+                            Some(batch_core::Waiting::Budget {
+                                exhausted: true,
+                                ..
+                            })
+                        ) =>
+                    {
+                        // Out of budget: the operator raises it and restarts.
+                        self.totals.budget_stops += 1;
+                        self.cfg.budget = None;
+                        self.restart();
+                    }
                     (None, None) => {
                         // Waiting for more records that the core does not want
                         // yet can only happen if something is in flight.
@@ -438,6 +482,16 @@ impl World {
                 self.durable.batches.insert(batch.id, batch);
             }
             Action::Upload(batch) => {
+                if let Some(budget) = self.cfg.budget {
+                    self.started_cost.insert(batch.id, batch.estimated_cost);
+                    let held: u64 = self.started_cost.values().sum();
+                    assert!(
+                        self.durable.spent + held <= budget,
+                        "batch {} started with {} spent and {held} held: past the budget of {budget}",
+                        batch.number,
+                        self.durable.spent
+                    );
+                }
                 for p in self.members(&batch) {
                     self.first_upload.entry((batch.lane, p)).or_insert(self.now);
                 }
@@ -589,6 +643,7 @@ impl World {
                     if self.first_upload[&(batch.lane, p)] < outage_end {
                         self.totals.outage_survivors += 1;
                     }
+                    self.durable.spent += cost_of(batch.lane, p);
                     self.durable.output.push((batch.lane, p, true))
                 }
                 Disposition::EmitError | Disposition::EmitOutOfTime => {
@@ -604,6 +659,10 @@ impl World {
             self.totals.whole_batch_errors += 1;
         }
         self.totals.retried_records += retry.len() as u64;
+        self.started_cost.remove(&batch.id);
+        // The shell's commit carries the new spend; the core hears of it
+        // with the emission (here at once: more cautious still).
+        self.core.set_spent(self.durable.spent);
         let mut done = batch.clone();
         done.phase = Phase::Emitted;
         self.durable.batches.insert(done.id, done);
@@ -621,6 +680,7 @@ impl World {
         t.records = self.lane_len.values().sum();
         t.paced = u64::from(self.cfg.max_enqueued_tokens.is_some());
         t.over_limit = self.over_limit;
+        t.budgeted = u64::from(self.budget_set);
         if let Some((start, end)) = self.provider.outage {
             t.outages = 1;
             t.longest_outage_ms = end - start;

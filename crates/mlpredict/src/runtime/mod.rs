@@ -16,7 +16,7 @@ use pipeline_config::{PipelineConfig, SinkConfig, SourceConfig};
 use runtime::batch::calls::Caller;
 use runtime::batch::health::Health;
 use runtime::batch::local::LocalDir;
-use runtime::batch::requests::Tokens;
+use runtime::batch::requests::{TokenPrice, Tokens};
 use runtime::batch::spool::Spool;
 use runtime::batch::tokens::{Estimator, ModelShape};
 use runtime::batch::{BatchOperator, BatchSettings};
@@ -68,19 +68,40 @@ pub fn core_config(
         backoff_cap_ms: 60_000,
         list_poll_min: if list_polling { 3 } else { 0 },
         max_enqueued_tokens: b.max_enqueued_tokens,
-        budget: None,
+        // Nano-USD; the table's range keeps it finite and positive.
+        budget: b.max_usd.map(|usd| (usd * 1e9).floor() as u64),
     }
 }
 
-/// The token estimator, when the enqueued-token limit needs one.
+/// The token estimator, when the enqueued-token limit or the budget needs
+/// one, with the model's batch prices for the budget.
 fn token_rule(
     cfg: &PipelineConfig,
     format: batch_api::wire::WireFormat,
     task: batch_api::wire::Task,
-) -> Option<Tokens> {
+) -> anyhow::Result<Option<Tokens>> {
     let limit = cfg.batch.max_enqueued_tokens;
-    limit?;
+    if limit.is_none() && cfg.batch.max_usd.is_none() {
+        return Ok(None);
+    }
     let m = &cfg.model;
+    let price = match cfg.batch.max_usd {
+        None => None,
+        Some(_) => {
+            let Some(p) = cfg.pricing.price(&m.model) else {
+                bail!(
+                    "ml.budget.max-usd: model {:?} has no price; add pricing.\"{}\".input and .output (USD per 1M tokens)",
+                    m.model,
+                    m.model
+                );
+            };
+            Some(TokenPrice::per_million(
+                p.batch_input,
+                p.batch_output,
+                u64::from(m.max_tokens.unwrap_or(1024)),
+            ))
+        }
+    };
     let max_tokens = m
         .max_tokens
         .or((format == batch_api::wire::WireFormat::Anthropic)
@@ -95,9 +116,14 @@ fn token_rule(
     tracing::info!(
         counter = estimator.name(),
         limit,
+        budget_usd = cfg.batch.max_usd,
         "estimating request tokens"
     );
-    Some(Tokens { estimator, limit })
+    Ok(Some(Tokens {
+        estimator,
+        limit,
+        price,
+    }))
 }
 
 /// Where a pipeline keeps its state and batch files.
@@ -131,7 +157,7 @@ fn operator(
         health: live.health(|| Health::real().reporting_to(&dir)),
         watch: live.watch.clone(),
     };
-    let tokens = token_rule(cfg, setup.format, setup.task);
+    let tokens = token_rule(cfg, setup.format, setup.task)?;
     let settings = BatchSettings {
         tokens,
         core: core_config(cfg, limits, list_polling),

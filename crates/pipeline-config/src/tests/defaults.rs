@@ -94,6 +94,7 @@ fn defaults_of_a_minimal_file_pipeline() {
             max_bytes: 100_000_000,
             max_inflight: 8,
             max_enqueued_tokens: None,
+            max_usd: None,
             job_timeout: Duration::from_secs(86_400),
             max_retries: 3,
             retry_deadline: Duration::from_secs(259_200),

@@ -71,6 +71,8 @@ job.timeout = "1h"
 max.retries = 1
 retry.deadline = "6h"
 cleanup.remote = false
+[ml.budget]
+max-usd = 25.5
 [ml.predict]
 max-concurrent-operations = 4
 output-mode = "ALLOW_UNORDERED"

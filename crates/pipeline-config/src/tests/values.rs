@@ -154,6 +154,19 @@ fn enqueued_token_limit_is_a_positive_integer_and_named_when_wrong() {
 }
 
 #[test]
+fn budget_is_a_number_of_usd_and_named_when_wrong() {
+    assert_eq!(
+        ok(MIN, &["ml.budget.max-usd=12.5"]).batch.max_usd,
+        Some(12.5)
+    );
+    assert_eq!(ok(MIN, &["ml.budget.max-usd=3"]).batch.max_usd, Some(3.0));
+    for bad in ["-1", "lots"] {
+        let e = err(MIN, &[&format!("ml.budget.max-usd={bad}")]);
+        assert_eq!(e.key(), Some("ml.budget.max-usd"), "{bad}");
+    }
+}
+
+#[test]
 fn max_bytes_accepts_integers_and_units() {
     for (given, bytes) in [
         ("104857600", 104_857_600u64),

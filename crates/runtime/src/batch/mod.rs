@@ -34,6 +34,9 @@ use spool::Spool;
 /// Meta key under which synchronous mode keeps the records it emitted
 /// beyond a lane's watermark; batch mode refuses to start over them.
 pub const SYNC_AHEAD: &str = "sync.ahead";
+/// Meta key of a lane's spend in nano-USD (`ml.budget.max-usd`), committed
+/// with each emission.
+pub const SPEND: &str = "spend.nano_usd";
 
 /// The parts of a pipeline's configuration the operator needs.
 pub struct BatchSettings {
@@ -61,9 +64,12 @@ pub struct BatchOperator {
     shape: OutputShape,
     cleanup_remote: bool,
     api_key: Option<batch_api::ApiKey>,
-    tokens: Option<requests::Tokens>,
+    /// Boxed: rarely set, and the operator is moved around whole.
+    tokens: Option<Box<requests::Tokens>>,
     /// Why batches waited at the last tick (logged when it changes).
     waiting: Option<batch_core::Waiting>,
+    /// Per lane: what its emitted batches cost, as committed.
+    spend: BTreeMap<LaneId, batch_core::NanoUsd>,
     pub caller: Caller,
     spool: Spool,
     /// Per lane: dead letters read since its last cut; they become durable
@@ -93,8 +99,9 @@ impl BatchOperator {
             output_field: settings.output_field,
             cleanup_remote: settings.cleanup_remote,
             api_key: settings.api_key,
-            tokens: settings.tokens,
+            tokens: settings.tokens.map(Box::new),
             waiting: None,
+            spend: BTreeMap::new(),
             caller,
             spool,
             dead: BTreeMap::new(),
@@ -119,7 +126,7 @@ impl BatchOperator {
             },
             template: &self.template,
             max_bytes: self.core.config().max_bytes,
-            tokens: self.tokens.as_ref(),
+            tokens: self.tokens.as_deref(),
         }
     }
 
@@ -279,6 +286,11 @@ impl BatchOperator {
             );
         }
         self.note_emission(&e.batch, &joined, now);
+        if let Some(price) = self.tokens.as_ref().and_then(|t| t.price) {
+            let spent = self.spend.entry(lane).or_default();
+            *spent += price.at_most(joined.counts.tokens);
+            turn.meta.insert((lane, SPEND), spent.to_string());
+        }
         let mut done = e.batch;
         done.phase = Phase::Emitted;
         self.after_commit.push(Event::Emitted {
@@ -325,6 +337,18 @@ impl BatchOperator {
         }
         let gate = self.core.gate();
         metrics::gauge!("batch_enqueued_tokens").set(gate.enqueued_tokens as f64);
+        if let Some(budget) = gate.budget {
+            let left = budget.saturating_sub(gate.committed) as f64 / 1e9;
+            metrics::gauge!("budget_remaining_usd").set(left);
+            let out = matches!(
+                gate.waiting,
+                Some(batch_core::Waiting::Budget {
+                    exhausted: true,
+                    ..
+                })
+            );
+            metrics::gauge!("budget_exhausted").set(if out { 1.0 } else { 0.0 });
+        }
         if gate.waiting == self.waiting {
             return;
         }
@@ -336,7 +360,19 @@ impl BatchOperator {
                 next,
                 "the next batch waits for room under ml.batch.max.enqueued-tokens"
             ),
-            Some(batch_core::Waiting::Budget { .. }) => {}
+            Some(batch_core::Waiting::Budget {
+                exhausted: false, ..
+            }) => tracing::debug!(
+                committed_usd = gate.committed as f64 / 1e9,
+                "the next batch waits for batches in flight to be emitted at their cost (ml.budget.max-usd)"
+            ),
+            Some(batch_core::Waiting::Budget { next, .. }) => tracing::warn!(
+                spent_usd = gate.spent as f64 / 1e9,
+                committed_usd = gate.committed as f64 / 1e9,
+                budget_usd = gate.budget.unwrap_or(0) as f64 / 1e9,
+                next_batch_usd = next as f64 / 1e9,
+                "budget reached (ml.budget.max-usd): batches in flight finish, no new batch is submitted and no record is read; raise the budget and restart to go on"
+            ),
             None => tracing::debug!("batches start again"),
         }
     }
@@ -370,8 +406,12 @@ impl Operator for BatchOperator {
     fn open(&mut self, lanes: Vec<LaneState>, epoch: u64, now: Millis) -> anyhow::Result<()> {
         let mut starts = Vec::with_capacity(lanes.len());
         let mut open = Vec::new();
+        self.spend.clear();
         for lane in lanes {
             refuse_records_ahead(&lane)?;
+            if let Some(spent) = lane.meta.get(SPEND).and_then(|s| s.parse().ok()) {
+                self.spend.insert(lane.lane, spent);
+            }
             let next_seq = lane
                 .batches
                 .iter()
@@ -405,11 +445,21 @@ impl Operator for BatchOperator {
         self.caller.epoch = epoch;
         let cfg = self.core.config().clone();
         self.core = Core::restore(cfg, &starts, open, now);
+        self.core.set_spent(self.spend.values().sum());
+        self.waiting = None;
         Ok(())
     }
 
     fn wants_records(&self) -> bool {
+        // Out of budget: nothing is read until a restart with a larger one.
         self.core.wants_records()
+            && !matches!(
+                self.waiting,
+                Some(batch_core::Waiting::Budget {
+                    exhausted: true,
+                    ..
+                })
+            )
     }
 
     fn on_record(&mut self, r: Record<'_>, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
@@ -423,10 +473,11 @@ impl Operator for BatchOperator {
         (self.line, self.custom_id) = (line, custom_id);
         match parsed {
             Ok(tokens) => {
+                let price = self.tokens.as_ref().and_then(|t| t.price);
                 let size = RequestSize {
                     bytes: self.line.len() as u64,
                     tokens,
-                    cost: 0,
+                    cost: price.map_or(0, |p| p.estimate(tokens)),
                 };
                 let cuts = self.core.on_record(r.lane, r.pos, r.next, size, false, now);
                 if let Some(plan) = cuts.before {
@@ -520,6 +571,8 @@ impl Operator for BatchOperator {
         now: Millis,
     ) -> anyhow::Result<()> {
         self.actions.append(&mut self.deferred);
+        // The emissions just committed: their cost replaces their estimate.
+        self.core.set_spent(self.spend.values().sum());
         for event in std::mem::take(&mut self.after_commit) {
             self.core.handle(event, now, &mut self.actions);
         }

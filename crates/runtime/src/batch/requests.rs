@@ -33,6 +33,39 @@ pub struct Tokens {
     /// `ml.batch.max.enqueued-tokens`: a request over it could never be
     /// sent, so it is refused at intake.
     pub limit: Option<u64>,
+    /// Prices for the budget's estimates; `None` without a budget.
+    pub price: Option<TokenPrice>,
+}
+
+/// Batch prices in nano-USD per token, and the output tokens a request is
+/// assumed to produce.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPrice {
+    pub input: f64,
+    pub output: f64,
+    pub max_output: u64,
+}
+
+impl TokenPrice {
+    /// From USD per 1M tokens.
+    pub fn per_million(input: f64, output: f64, max_output: u64) -> Self {
+        Self {
+            input: input * 1_000.0,
+            output: output * 1_000.0,
+            max_output,
+        }
+    }
+
+    /// A request of `tokens` input tokens, rounded up.
+    pub fn estimate(&self, tokens: u64) -> batch_core::NanoUsd {
+        (tokens as f64 * self.input + self.max_output as f64 * self.output).ceil() as u64
+    }
+
+    /// What `tokens` tokens of an answered batch cost at most (every one
+    /// at the output price), until per-record usage is priced.
+    pub fn at_most(&self, tokens: u64) -> batch_core::NanoUsd {
+        (tokens as f64 * self.output).ceil() as u64
+    }
 }
 
 impl Requests<'_> {

@@ -181,8 +181,10 @@ impl Ledger for FileLedger {
         debug_assert_eq!(lane, LANE);
         let snapshot = self.store.load()?;
         let mut meta = std::collections::BTreeMap::new();
-        if let Some(ahead) = self.store.meta(crate::batch::SYNC_AHEAD)? {
-            meta.insert(crate::batch::SYNC_AHEAD.to_owned(), ahead);
+        for key in [crate::batch::SYNC_AHEAD, crate::batch::SPEND] {
+            if let Some(value) = self.store.meta(key)? {
+                meta.insert(key.to_owned(), value);
+            }
         }
         Ok(LaneState {
             lane,
