@@ -13,6 +13,8 @@ use crate::keys::{self, KeyInfo, Req, Scope};
 use crate::value::{self, Typed};
 use crate::*;
 
+mod extra;
+
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub(crate) struct Ctx<'a> {
@@ -329,6 +331,7 @@ pub(crate) fn build_map(
 
     let model = build_model(&ctx, provider)?;
     let batch = build_batch(&ctx, &name, &source, &sink)?;
+    let output = extra::output(&ctx, &model.output)?;
 
     let sync = SyncConfig {
         max_concurrent_operations: ctx.u32("ml.predict.max-concurrent-operations")?,
@@ -356,6 +359,7 @@ pub(crate) fn build_map(
         metrics,
         pricing,
         ui,
+        output,
     })
 }
 
@@ -545,6 +549,7 @@ fn build_model(ctx: &Ctx<'_>, provider: Provider) -> Result<ModelConfig, ConfigE
         None
     };
 
+    let sampling = extra::sampling(ctx, provider, task)?;
     Ok(ModelConfig {
         provider,
         endpoint,
@@ -561,6 +566,10 @@ fn build_model(ctx: &Ctx<'_>, provider: Provider) -> Result<ModelConfig, ConfigE
             other => unreachable!("model.temperature: {other:?}"),
         },
         max_tokens,
+        top_p: sampling.top_p,
+        stop: sampling.stop,
+        seed: sampling.seed,
+        dimension: sampling.dimension,
         input,
         output,
         api_version,

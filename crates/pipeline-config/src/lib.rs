@@ -9,6 +9,7 @@
 //! the reference in `docs/CONFIG.md`. Errors name the key.
 
 mod build;
+mod columns;
 mod error;
 mod flat;
 mod handoff;
@@ -25,6 +26,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use columns::{ColumnType, OnError, OutputConfig, SinkColumn, METADATA};
 pub use error::ConfigError;
 pub use keys::{KeyInfo, Kind, Req, Scope};
 pub use sql::SqlError;
@@ -132,6 +134,8 @@ pub struct PipelineConfig {
     /// `[pricing]` on top of the built-in prices.
     pub pricing: pricing::Pricing,
     pub ui: UiConfig,
+    /// `sink.columns` and `pipeline.on-error`.
+    pub output: OutputConfig,
 }
 
 impl PipelineConfig {
@@ -294,6 +298,14 @@ pub struct ModelConfig {
     pub temperature: Option<f64>,
     /// Anthropic: 1024 when unset.
     pub max_tokens: Option<u32>,
+    /// Chat: `top_p`.
+    pub top_p: Option<f64>,
+    /// Chat: stop sequences (`model.stop`, comma-separated).
+    pub stop: Vec<String>,
+    /// Chat: `seed` (not the anthropic provider).
+    pub seed: Option<i64>,
+    /// Embeddings: the vector's dimensions.
+    pub dimension: Option<u32>,
     pub input: String,
     pub output: String,
     /// Azure OpenAI only (default `2024-10-21`); `None` for other providers

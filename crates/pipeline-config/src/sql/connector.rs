@@ -103,7 +103,12 @@ pub(crate) fn lower(t: &Table, role: Role, out: &mut Out) -> Result<(), SqlError
             );
         }
         match (io, key) {
-            ("kafka", "topic") => out.set(&format!("{r}.topic"), value, at),
+            ("kafka", "topic") => {
+                if role == Role::Sink {
+                    out.fallback("sink.dlq.topic", &format!("{value}-dlq"), at.clone());
+                }
+                out.set(&format!("{r}.topic"), value, at)
+            }
             ("kafka", "properties.bootstrap.servers") => {
                 out.set(&format!("{r}.bootstrap.servers"), value, at)
             }

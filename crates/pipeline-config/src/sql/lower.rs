@@ -8,6 +8,7 @@ use super::model;
 use super::parse::{Insert, Model, Opt, Projection, Statement, Table};
 use super::types::FlinkType;
 use super::{Loc, SqlError};
+use crate::{SinkColumn, METADATA};
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,7 +200,7 @@ pub(crate) fn lower(statements: Vec<Statement>) -> Result<Out, SqlError> {
     connector::lower(source, Role::Source, &mut out)?;
     connector::lower(sink, Role::Sink, &mut out)?;
     let output = model::lower(model, source, &insert, &mut out)?;
-    columns(source, sink, &insert, output)?;
+    columns(source, sink, &insert, output, &mut out)?;
     model::config(&insert, &mut out)?;
     // Flink names a job after its sink; so does mlpredict, for its state.
     let name = &sink.name.text;
@@ -218,78 +219,134 @@ pub(crate) fn lower(statements: Vec<Statement>) -> Result<Out, SqlError> {
     Ok(out)
 }
 
-/// The projection and the sink's columns, until the projection is
-/// implemented: ML_PREDICT's output is the source's columns plus the
-/// model's OUTPUT column, and each sink row is the input record plus that
-/// column plus `ml_predict`.
+/// Whether a query column of type `from` may go into a sink column of
+/// type `to`: the same type, or Flink's implicit widening of numbers.
+fn fits(from: &FlinkType, to: &FlinkType) -> bool {
+    from == to
+        || matches!(
+            (from, to),
+            (FlinkType::Int, FlinkType::BigInt) | (FlinkType::Float, FlinkType::Double)
+        )
+}
+
+/// ML_PREDICT's output is the input table's columns, then the model's
+/// OUTPUT column, as in Flink; the projection selects from it, and INSERT
+/// INTO maps the query's columns to the sink's by position. A sink column
+/// named `ml_predict` is outside that mapping: it takes mlpredict's
+/// metadata object. The result is `sink.columns`: each sink column, its
+/// type (the query's where it widens), and the field it is taken from.
 fn columns(
     source: &Table,
     sink: &Table,
     insert: &Insert,
     output: (&str, &FlinkType),
+    out: &mut Out,
 ) -> Result<(), SqlError> {
-    let mut expected: Vec<(&str, &FlinkType)> = source
+    if let Some(c) = source.columns.iter().find(|c| c.name.text == METADATA) {
+        return refused(
+            c.name.loc,
+            format!(
+                "column `{METADATA}` of table `{}`: the name is mlpredict's metadata field",
+                source.name.text
+            ),
+        );
+    }
+    let mut available: Vec<(&str, &FlinkType)> = source
         .columns
         .iter()
         .map(|c| (c.name.text.as_str(), &c.ty))
         .collect();
-    expected.push(output);
-    let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
-    let listed = names.join(", ");
-    if let Projection::Columns(cols) = &insert.projection {
-        for c in cols {
-            if !names.contains(&c.text.as_str()) {
-                return refused(
-                    c.loc,
-                    format!(
-                        "column `{}` is neither a column of table `{}` nor the OUTPUT column of model `{}`",
-                        c.text, source.name.text, insert.model.text
-                    ),
-                );
+    available.push(output);
+    let selected: Vec<(&str, &FlinkType)> = match &insert.projection {
+        Projection::Star => available.clone(),
+        Projection::Columns(cols) => {
+            let mut selected = Vec::with_capacity(cols.len());
+            for c in cols {
+                let Some(found) = available.iter().find(|(n, _)| *n == c.text) else {
+                    return refused(
+                        c.loc,
+                        format!(
+                            "column `{}` is neither a column of table `{}` nor the OUTPUT column of model `{}` (ML_PREDICT's output: {})",
+                            c.text,
+                            source.name.text,
+                            insert.model.text,
+                            names(&available)
+                        ),
+                    );
+                };
+                selected.push(*found);
             }
+            selected
         }
-        if cols
-            .iter()
-            .map(|c| c.text.as_str())
-            .ne(names.iter().copied())
-        {
-            return refused(
-                cols[0].loc,
-                format!("selecting or reordering columns is not yet supported: select * or all of them in order ({listed})"),
-            );
-        }
-    }
-    let mut sink_cols: Vec<_> = sink.columns.iter().collect();
-    if let Some(last) = sink_cols.last() {
-        if last.name.text == "ml_predict" {
-            if !matches!(last.ty, FlinkType::String | FlinkType::Row(_)) {
-                return refused(last.ty_loc, "column `ml_predict` receives mlpredict's metadata object: declare it STRING or ROW<...>".into());
-            }
-            sink_cols.pop();
-        }
-    }
-    let not_yet = || {
-        format!(
-            "sink table `{}` must declare the columns of ML_PREDICT's output ({listed}), optionally followed by `ml_predict`: a sink whose rows differ from the input record plus the prediction is not yet supported",
-            sink.name.text
-        )
     };
-    if sink_cols.len() != expected.len() {
-        return refused(sink.name.loc, not_yet());
-    }
-    for (col, (name, ty)) in sink_cols.iter().zip(&expected) {
-        if col.name.text != *name {
-            return refused(col.name.loc, not_yet());
+    let targets: Vec<&super::parse::Column> = sink
+        .columns
+        .iter()
+        .filter(|c| c.name.text != METADATA)
+        .collect();
+    if let Some(meta) = sink.columns.iter().find(|c| c.name.text == METADATA) {
+        if !matches!(meta.ty, FlinkType::String | FlinkType::Row(_)) {
+            return refused(meta.ty_loc, "column `ml_predict` receives mlpredict's metadata object: declare it STRING or ROW<...>".into());
         }
-        if col.ty != **ty {
+    }
+    if targets.len() != selected.len() {
+        let sink_names: Vec<(&str, &FlinkType)> = targets
+            .iter()
+            .map(|c| (c.name.text.as_str(), &c.ty))
+            .collect();
+        return refused(
+            insert.sink.loc,
+            format!(
+                "the query has {} columns ({}) but sink table `{}` has {} ({}) besides `ml_predict`: INSERT INTO maps the query's columns to the sink's by position",
+                selected.len(),
+                names(&selected),
+                sink.name.text,
+                targets.len(),
+                names(&sink_names)
+            ),
+        );
+    }
+    let mut paired = targets.iter().zip(&selected);
+    let mut list = Vec::with_capacity(sink.columns.len());
+    for col in &sink.columns {
+        if col.name.text == METADATA {
+            list.push(SinkColumn {
+                name: METADATA.into(),
+                ty: col.ty.clone(),
+                from: METADATA.into(),
+            });
+            continue;
+        }
+        let (_, (from, ty)) = paired.next().expect("as many as the targets");
+        if !fits(ty, &col.ty) {
             return refused(
                 col.ty_loc,
                 format!(
-                    "column `{name}` is {} in sink table `{}` but {ty} in ML_PREDICT's output",
-                    col.ty, sink.name.text
+                    "column `{}` is {} in sink table `{}`, but the query's column in its place, `{from}`, is {ty}",
+                    col.name.text, col.ty, sink.name.text
                 ),
             );
         }
+        list.push(SinkColumn {
+            name: col.name.text.clone(),
+            ty: (*ty).clone(),
+            from: (*from).to_string(),
+        });
     }
+    out.set(
+        "sink.columns",
+        &crate::columns::write(&list),
+        Origin::new(
+            sink.name.loc,
+            format!("the columns of sink table `{}`", sink.name.text),
+        ),
+    );
     Ok(())
+}
+
+fn names(cols: &[(&str, &FlinkType)]) -> String {
+    cols.iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

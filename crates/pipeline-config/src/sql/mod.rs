@@ -5,13 +5,13 @@
 //! the key, as for TOML, plus the line and column of the SQL it came from.
 
 mod connector;
-mod cursor;
+pub(crate) mod cursor;
 mod lower;
 mod ml_predict;
 mod model;
 mod parse;
 mod toml_out;
-mod types;
+pub(crate) mod types;
 
 #[cfg(test)]
 mod tests;

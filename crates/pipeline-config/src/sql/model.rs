@@ -22,6 +22,10 @@ const SAME_NAME: &[&str] = &[
     "system-prompt",
     "temperature",
     "max-tokens",
+    "top-p",
+    "stop",
+    "seed",
+    "dimension",
     "task",
     "api-version",
     "anthropic-version",
@@ -29,10 +33,6 @@ const SAME_NAME: &[&str] = &[
 
 /// Flink openai options that mlpredict does not send yet.
 const NOT_YET: &[&str] = &[
-    "top-p",
-    "stop",
-    "seed",
-    "dimension",
     "presence-penalty",
     "n",
     "response-format",
@@ -166,10 +166,13 @@ pub(crate) fn lower<'a>(
     Ok((&output.name.text, &output.ty))
 }
 
-/// Flink's `error-handling-strategy`. What mlpredict does with a request
-/// that still fails after its retries is Flink's IGNORE: the row is emitted
-/// with a NULL output and `ml_predict.status = error`. FAILOVER (stop the
-/// job) is not yet supported.
+/// Flink's `error-handling-strategy`, `retry-num` and
+/// `retry-fallback-strategy`: IGNORE emits a failed row with a NULL output
+/// at once; FAILOVER stops the pipeline at it (`pipeline.on-error`);
+/// RETRY retries `retry-num` times (default 100), then does what
+/// `retry-fallback-strategy` says (default FAILOVER). Without any of them,
+/// mlpredict's own default holds: its retry budgets, then the row is
+/// emitted as an error (README, "Flink SQL").
 fn error_handling(m: &Model, out: &mut Out) -> Result<(), SqlError> {
     let find = |name: &str| m.options.iter().find(|o| o.key.text == name);
     let strategy = find("error-handling-strategy");
@@ -185,35 +188,35 @@ fn error_handling(m: &Model, out: &mut Out) -> Result<(), SqlError> {
         out.set("ml.predict.max-retries", value, origin.clone());
         out.set("ml.batch.max.retries", value, origin);
     };
-    let failover = "FAILOVER (stop the job on a request that failed) is not yet supported; 'IGNORE' emits the row with a NULL output and ml_predict.status = \"error\"";
+    let on_error = |value: &str, origin: Origin, out: &mut Out| {
+        out.set("pipeline.on-error", value, origin);
+    };
     let upper = |o: &Opt| o.value.text.to_ascii_uppercase();
+    let only_for_retry = |o: &Opt| {
+        refuse(
+            o,
+            format!(
+                "'{}' applies when 'error-handling-strategy' = 'RETRY'",
+                o.key.text
+            ),
+        )
+    };
     match strategy.map(upper).as_deref() {
         None if retry_num.is_none() && fallback.is_none() => Ok(()),
-        Some("IGNORE") => {
+        Some(s @ ("IGNORE" | "FAILOVER")) => {
             if let Some(o) = retry_num.or(fallback) {
-                return refuse(
-                    o,
-                    format!(
-                        "'{}' applies when 'error-handling-strategy' = 'RETRY'",
-                        o.key.text
-                    ),
-                );
+                return only_for_retry(o);
             }
-            let s = strategy.expect("matched");
-            retries("0", at(s), out);
+            let o = strategy.expect("matched");
+            retries("0", at(o), out);
+            let action = if s == "IGNORE" { "emit" } else { "failover" };
+            on_error(action, at(o), out);
             Ok(())
         }
-        Some("FAILOVER") => refuse(
-            strategy.expect("matched"),
-            format!("'error-handling-strategy' = {failover}"),
-        ),
         Some("RETRY") | None => {
-            match fallback.map(upper).as_deref() {
-                Some("IGNORE") => {}
-                Some("FAILOVER") | None => {
-                    let o = fallback.or(strategy).or(retry_num).expect("one is given");
-                    return refuse(o, format!("'retry-fallback-strategy' = {failover}: set 'retry-fallback-strategy' = 'IGNORE' (Flink's default is FAILOVER)"));
-                }
+            let action = match fallback.map(upper).as_deref() {
+                Some("IGNORE") => "emit",
+                Some("FAILOVER") | None => "failover",
                 Some(_) => {
                     let o = fallback.expect("matched");
                     return refuse(
@@ -224,14 +227,12 @@ fn error_handling(m: &Model, out: &mut Out) -> Result<(), SqlError> {
                         ),
                     );
                 }
-            }
+            };
+            let first = strategy.or(fallback).or(retry_num).expect("one is given");
+            on_error(action, at(fallback.unwrap_or(first)), out);
             match retry_num {
                 Some(o) => retries(&o.value.text, at(o), out),
-                None => retries(
-                    FLINK_RETRY_NUM,
-                    at(strategy.or(fallback).expect("one is given")),
-                    out,
-                ),
+                None => retries(FLINK_RETRY_NUM, at(first), out),
             }
             Ok(())
         }

@@ -284,12 +284,16 @@ fn projection(c: &mut Cursor) -> Result<Projection, SqlError> {
     let mut cols = Vec::new();
     loop {
         let col = c.ident("a column name or *")?;
+        // An alias names the query's column; INSERT INTO maps columns to
+        // the sink's by position, so it changes nothing there.
+        let bare_alias =
+            matches!(c.peek(), Token::Word(w) if !w.value.eq_ignore_ascii_case("FROM"));
+        if c.eat_word("AS") || bare_alias {
+            c.ident("the column's new name")?;
+        }
         match c.peek() {
             Token::Comma => {}
             Token::Word(w) if w.value.eq_ignore_ascii_case("FROM") => {}
-            Token::Word(w) if w.value.eq_ignore_ascii_case("AS") => {
-                return c.refuse("renaming columns (AS) in the projection is not yet supported")
-            }
             _ => {
                 return c.refuse(format!(
                     "expressions in the projection are not supported (after `{}`: {})",

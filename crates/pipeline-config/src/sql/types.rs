@@ -7,8 +7,9 @@ use sqlparser::tokenizer::Token;
 use super::cursor::Cursor;
 use super::SqlError;
 
+/// A column type of the subset (Flink SQL's names).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum FlinkType {
+pub enum FlinkType {
     String,
     Int,
     BigInt,

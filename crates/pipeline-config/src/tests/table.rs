@@ -35,6 +35,7 @@ batch = true
 batch_number = "b1"
 [pipeline]
 name = "all"
+on-error = "failover"
 [source]
 type = "file"
 path = "in.jsonl"
@@ -42,6 +43,7 @@ path = "in.jsonl"
 type = "file"
 path = "out.jsonl"
 dlq.path = "bad.jsonl"
+columns = "id BIGINT, out STRING, ml_predict STRING"
 [model]
 provider = "azure-openai"
 endpoint = "https://r.openai.azure.com/openai/deployments/d/chat/completions"
@@ -51,6 +53,9 @@ model = "d"
 system-prompt = "s"
 temperature = 0.2
 max-tokens = 100
+top-p = 0.9
+stop = "END,###"
+seed = 42
 input = "text"
 output = "out"
 api-version = "2024-10-21"
@@ -109,8 +114,21 @@ api.endpoint = "https://api.anthropic.com/v1"
 mode = "decoupled"
 handoff.topic = "handed"
 "#;
+    let embeddings = r#"
+[source]
+type = "file"
+path = "in.jsonl"
+[sink]
+type = "file"
+path = "out.jsonl"
+[model]
+endpoint = "https://api.openai.com/v1/embeddings"
+model = "text-embedding-3-small"
+input = "text"
+dimension = 256
+"#;
     let mut covered = std::collections::BTreeSet::new();
-    for text in [file_azure, kafka_anthropic] {
+    for text in [file_azure, kafka_anthropic, embeddings] {
         ok(text, &[]);
         covered.extend(crate::flat::parse_toml(text, None).unwrap().into_keys());
     }

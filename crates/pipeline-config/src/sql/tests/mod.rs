@@ -137,3 +137,65 @@ fn flink_table_config_keys_and_durations_work() {
     let cfg = pipeline(&sql, &[]).unwrap();
     assert_eq!(cfg.sync.timeout, std::time::Duration::from_secs(180));
 }
+
+#[test]
+fn error_handling_strategies_keep_flink_s_meaning() {
+    use crate::OnError::{Emit, Failover};
+    let with = |options: &str| {
+        let sql = refusals::BASE.replace("'model' = 'gpt'", &format!("'model' = 'gpt'{options}"));
+        let cfg = pipeline(&sql, &[]).unwrap();
+        (
+            cfg.output.on_error,
+            cfg.sync.max_retries,
+            cfg.batch.max_retries,
+        )
+    };
+    // mlpredict's default (README, "Flink SQL"): its retry budgets, then the row.
+    assert_eq!(with(""), (Emit, 100, 3));
+    assert_eq!(with(", 'error-handling-strategy' = 'IGNORE'"), (Emit, 0, 0));
+    assert_eq!(
+        with(", 'error-handling-strategy' = 'failover'"),
+        (Failover, 0, 0)
+    );
+    // Flink's RETRY: retry-num (100), then retry-fallback-strategy (FAILOVER).
+    assert_eq!(
+        with(", 'error-handling-strategy' = 'RETRY'"),
+        (Failover, 100, 100)
+    );
+    assert_eq!(with(", 'retry-num' = '4'"), (Failover, 4, 4));
+    assert_eq!(
+        with(", 'error-handling-strategy' = 'RETRY', 'retry-num' = '2', 'retry-fallback-strategy' = 'IGNORE'"),
+        (Emit, 2, 2)
+    );
+}
+
+#[test]
+fn the_projection_becomes_the_sink_s_columns() {
+    let sql = std::fs::read_to_string(golden_dir().join("file_projection.sql")).unwrap();
+    let cfg = pipeline(&sql, &[]).unwrap();
+    let cols: Vec<(String, String, String)> = cfg
+        .output
+        .columns
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.ty.to_string(), c.from))
+        .collect();
+    let want = [
+        ("rating", "STRING", "label"),
+        (
+            "ml_predict",
+            "ROW<`status` STRING, `error` ROW<`code` STRING, `message` STRING>>",
+            "ml_predict",
+        ),
+        // INT widens to the sink's BIGINT; values are checked as the source declares them.
+        ("review_id", "INT", "id"),
+        ("review", "STRING", "text"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(cols, want);
+    assert_eq!(cfg.model.stop, vec!["END".to_string(), "###".to_string()]);
+    assert_eq!((cfg.model.top_p, cfg.model.seed), (Some(0.9), Some(42)));
+}

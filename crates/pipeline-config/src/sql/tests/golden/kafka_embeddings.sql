@@ -25,6 +25,7 @@ CREATE MODEL embedder INPUT (body STRING) OUTPUT (embedding ARRAY<FLOAT>) WITH (
   'provider' = 'openai',
   'endpoint' = 'http://127.0.0.1:8080/v1/embeddings',
   'model' = 'text-embedding-3-small',
+  'dimension' = '256',
   'error-handling-strategy' = 'IGNORE'
 );
 SET 'metrics.port' = '0';
