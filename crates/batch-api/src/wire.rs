@@ -184,6 +184,22 @@ impl RequestTemplate {
         }
     }
 
+    /// Add `,"name":value` for each field to the request body, after the
+    /// fields [`new`](Self::new) writes (sampling options such as `top_p`,
+    /// `stop`, `seed`, `dimensions`, named as the provider names them).
+    pub fn with_body_fields(mut self, fields: &[(&str, serde_json::Value)]) -> Self {
+        let at = self.tail.len() - LINE_END.len() - 1;
+        let mut extra = Vec::new();
+        for (name, value) in fields {
+            extra.push(b',');
+            push_json_str(&mut extra, name);
+            extra.push(b':');
+            serde_json::to_writer(&mut extra, value).expect("a value into a vec");
+        }
+        self.tail.splice(at..at, extra);
+        self
+    }
+
     pub fn format(&self) -> WireFormat {
         self.format
     }

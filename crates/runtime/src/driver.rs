@@ -11,6 +11,7 @@ use batch_core::Millis;
 use crate::ledger::{CommitError, Intake, Ledger};
 use crate::operator::Operator;
 use crate::progress::Progress;
+use crate::sink_rows::SinkRows;
 use crate::Turn;
 
 /// Output and dead-letter bytes after which a turn is committed before
@@ -115,6 +116,10 @@ pub struct Driver<L, O: Operator, E> {
     epoch: u64,
     records_read: u64,
     interrupted: bool,
+    /// The sink's rows and FAILOVER, when configured.
+    rows: Option<SinkRows>,
+    /// Output lines of `turn` shaped by `rows` already.
+    shaped: usize,
 }
 
 impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
@@ -128,7 +133,15 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
             epoch: 0,
             records_read: 0,
             interrupted: false,
+            rows: None,
+            shaped: 0,
         }
+    }
+
+    /// Shape output lines into the sink's rows before each commit.
+    pub fn with_sink_rows(mut self, rows: Option<SinkRows>) -> Self {
+        self.rows = rows;
+        self
     }
 
     /// Run until the ledger is finished and the operator idle, or until a
@@ -154,6 +167,7 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
             ..Summary::default()
         };
         self.operator.summarize(&mut s);
+        s.dead_letters += self.rows.as_ref().map_or(0, SinkRows::dead_letters);
         s
     }
 
@@ -254,9 +268,16 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
     /// produces is committed in the same way until nothing is left.
     fn commit(&mut self) -> anyhow::Result<()> {
         while !self.turn.is_empty() {
+            if let Some(rows) = &mut self.rows {
+                // A failover leaves the turn uncommitted: a rerun resumes
+                // from the last commit, as after a crash.
+                rows.apply(&mut self.turn, self.shaped)?;
+                self.shaped = self.turn.outputs.len();
+            }
             match self.ledger.commit(&self.turn) {
                 Ok(()) => {
                     self.turn.clear();
+                    self.shaped = 0;
                     let now = self.env.now();
                     self.operator
                         .committed(&mut self.turn, self.ledger.records(), now)?;
@@ -279,6 +300,7 @@ impl<L: Ledger, O: Operator, E: Env<O::Answer>> Driver<L, O, E> {
     fn rebuild(&mut self, lanes: Vec<batch_core::LaneId>) -> anyhow::Result<()> {
         self.epoch += 1;
         self.turn.clear();
+        self.shaped = 0;
         let mut states = Vec::with_capacity(lanes.len());
         for lane in lanes {
             states.push(self.ledger.restore(lane)?);

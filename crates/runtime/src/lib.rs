@@ -25,6 +25,7 @@ mod operator;
 pub mod progress;
 pub mod provider;
 pub mod record;
+pub mod sink_rows;
 pub mod sync;
 mod turn;
 

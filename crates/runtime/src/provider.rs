@@ -57,6 +57,30 @@ pub fn template(model: &ModelConfig, format: WireFormat, task: Task) -> RequestT
         model.temperature,
         model.max_tokens,
     )
+    .with_body_fields(&body_fields(model, format))
+}
+
+/// The sampling options (validated against the task and the provider by
+/// the configuration), named as the provider's request body names them.
+fn body_fields(model: &ModelConfig, format: WireFormat) -> Vec<(&'static str, serde_json::Value)> {
+    let mut fields = Vec::new();
+    if let Some(p) = model.top_p {
+        fields.push(("top_p", p.into()));
+    }
+    if !model.stop.is_empty() {
+        let name = match format {
+            WireFormat::Anthropic => "stop_sequences",
+            WireFormat::OpenAi | WireFormat::Generic => "stop",
+        };
+        fields.push((name, model.stop.clone().into()));
+    }
+    if let Some(s) = model.seed {
+        fields.push(("seed", s.into()));
+    }
+    if let Some(d) = model.dimension {
+        fields.push(("dimensions", d.into()));
+    }
+    fields
 }
 
 pub fn connect(cfg: &PipelineConfig) -> anyhow::Result<ProviderSetup> {
@@ -219,5 +243,41 @@ enabled = true
                 WireFormat::Generic => assert_eq!(v["input"]["messages"][0]["content"], "hi"),
             }
         }
+    }
+
+    #[test]
+    fn sampling_options_reach_the_body_under_each_provider_s_names() {
+        let openai = cfg(&[
+            "model.endpoint=http://h/v1/chat/completions",
+            "ml.batch.api.endpoint=http://h/v1",
+            "model.top-p=0.5",
+            "model.stop=END,###",
+            "model.seed=42",
+        ]);
+        let anthropic = cfg(&[
+            "model.provider=anthropic",
+            "model.endpoint=https://api.anthropic.com/v1/messages",
+            "ml.batch.api.endpoint=https://api.anthropic.com/v1",
+            "model.top-p=0.5",
+            "model.stop=END,###",
+        ]);
+        let embeddings = cfg(&[
+            "model.endpoint=http://h/v1/embeddings",
+            "ml.batch.api.endpoint=http://h/v1",
+            "model.dimension=256",
+        ]);
+        let body = |c: &PipelineConfig| {
+            let (format, task) = wire_of(&c.model).unwrap();
+            let mut out = Vec::new();
+            template(&c.model, format, task).write_sync_body(&mut out, br#""hi""#);
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let b = body(&openai);
+        assert_eq!((&b["top_p"], &b["seed"]), (&0.5.into(), &42.into()));
+        assert_eq!(b["stop"], serde_json::json!(["END", "###"]));
+        let b = body(&anthropic);
+        assert_eq!(b["stop_sequences"], serde_json::json!(["END", "###"]));
+        assert!(b.get("stop").is_none());
+        assert_eq!(body(&embeddings)["dimensions"], 256);
     }
 }

@@ -182,3 +182,47 @@ fn custom_id_check() {
 fn bad_custom_id_is_caught_in_debug() {
     chat(WireFormat::OpenAi).write_line(&mut Vec::new(), "a\"b", b"1");
 }
+
+#[test]
+fn body_fields_go_into_every_format_s_body_and_the_sync_body() {
+    let fields = [
+        ("top_p", json!(0.9)),
+        ("stop", json!(["END", "\n"])),
+        ("seed", json!(7)),
+    ];
+    for format in [
+        WireFormat::OpenAi,
+        WireFormat::Generic,
+        WireFormat::Anthropic,
+    ] {
+        let t = chat(format).with_body_fields(&fields);
+        let line = line_json(&t, "c", br#""in""#);
+        let body = match format {
+            WireFormat::OpenAi => &line["body"],
+            WireFormat::Generic => &line["input"],
+            WireFormat::Anthropic => &line["params"],
+        };
+        assert_eq!(body["top_p"], 0.9, "{format:?}");
+        assert_eq!(body["stop"], json!(["END", "\n"]), "{format:?}");
+        assert_eq!(body["seed"], 7, "{format:?}");
+        assert_eq!(body["temperature"], 0.2, "{format:?}: the others stay");
+        let mut sync = Vec::new();
+        t.write_sync_body(&mut sync, br#""in""#);
+        assert_eq!(&serde_json::from_slice::<Value>(&sync).unwrap(), body);
+    }
+    let e = RequestTemplate::new(
+        WireFormat::OpenAi,
+        Task::Embeddings,
+        "/v1/embeddings",
+        "e",
+        None,
+        None,
+        None,
+    )
+    .with_body_fields(&[("dimensions", json!(256))]);
+    let line = line_json(&e, "c", br#""in""#);
+    assert_eq!(
+        line["body"],
+        json!({"model": "e", "input": "in", "dimensions": 256})
+    );
+}
