@@ -3,12 +3,16 @@
 //! README's "Flink SQL" example in both modes.
 
 mod common;
+mod sql_common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
 use mock_server::MockServer;
+use serde_json::Value;
+use sql_common::*;
 
 /// `mlpredict sql --file job.sql ARGS` in `dir` (the script's relative
 /// paths are relative to it).
@@ -122,9 +126,9 @@ fn readme_sql() -> (String, String) {
     (blocks[0].to_string(), blocks[1].trim().to_string())
 }
 
-async fn run_readme_job(batch: bool) {
+/// The README's job in `batch` mode or per record: its rows.
+async fn run_readme_job(batch: bool, texts: &BTreeMap<u64, String>, d: &Path) -> Vec<Value> {
     let server = MockServer::start(batch_mock(60)).await.unwrap();
-    let (dir, texts, _) = input_dir(120, 0);
     let (job, batch_line) = readme_sql();
     let mut job = job.replace("http://127.0.0.1:8080", &server.base_url());
     if batch {
@@ -137,9 +141,7 @@ async fn run_readme_job(batch: bool) {
             &insert_line,
             &batch_line.replace("http://127.0.0.1:8080", &server.base_url()),
         );
-        assert_ne!(job.lines().count(), 0);
     }
-    let d = dir.path().to_path_buf();
     std::fs::write(d.join("job.sql"), job).unwrap();
     let fast = [
         "-D",
@@ -150,23 +152,124 @@ async fn run_readme_job(batch: bool) {
         "ml.batch.local.dir=work/local",
     ];
     let out = blocking({
-        let d = d.clone();
+        let d = d.to_path_buf();
         move || sql(&d, &fast)
     })
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let shape = if batch { Shape::batch() } else { Shape::sync() };
-    let (ok, err, _) = check_records(&lines(&d.join("scored/part-0.jsonl")), &texts, &shape);
-    assert_eq!((ok, err), (120, 0));
+    let rows = lines(&d.join("scored/part-0.jsonl"));
+    let (ok, err) = check_rows(&rows, texts, &shape, ["id", "rating", "review"]);
+    assert_eq!((ok, err), (texts.len(), 0));
     assert_eq!(server.stats().batches_created > 0, batch);
+    rows
 }
 
+/// The README's example as written runs per record; with its batch line it
+/// runs in batch mode; the sink's rows are the same but for the metadata.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_example_runs_per_record() {
-    run_readme_job(false).await;
+async fn the_readme_example_runs_per_record_and_with_its_batch_line_in_batch_mode() {
+    let (sync_dir, texts, _) = input_dir(120, 0);
+    let batch_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        sync_dir.path().join("input.jsonl"),
+        batch_dir.path().join("input.jsonl"),
+    )
+    .unwrap();
+    let (per_record, batch) = tokio::join!(
+        run_readme_job(false, &texts, sync_dir.path()),
+        run_readme_job(true, &texts, batch_dir.path())
+    );
+    assert_eq!(
+        without_metadata(&per_record, "id"),
+        without_metadata(&batch, "id")
+    );
 }
 
+/// A value that does not fit its column's declared type sends the record
+/// to the dead letters, naming the column; a column a record lacks is null.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_example_with_its_batch_line_runs_in_batch_mode() {
-    run_readme_job(true).await;
+async fn a_record_that_does_not_fit_a_column_goes_to_the_dead_letters() {
+    let server = MockServer::start(batch_mock(60)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let input = [
+        r#"{"id": 1, "text": "fine"}"#,
+        r#"{"id": "two", "text": "an id that is a string"}"#,
+        r#"{"text": "no id at all"}"#,
+        r#"{"id": 4.5, "text": "a fraction"}"#,
+    ];
+    std::fs::write(d.join("input.jsonl"), input.join("\n") + "\n").unwrap();
+    std::fs::write(d.join("job.sql"), file_job(&d, &server.base_url(), "", "")).unwrap();
+    let out = blocking({
+        let d = d.clone();
+        move || sql(&d, &[])
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = lines(&d.join("rated/part-0.jsonl"));
+    let ids: Vec<&Value> = rows.iter().map(|r| &r["review_id"]).collect();
+    assert_eq!(ids, [&Value::from(1), &Value::Null], "{rows:?}");
+    let dead = lines(&d.join("rated-dlq.jsonl"));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for (d, got) in dead.iter().zip(["got a string", "got the number 4.5"]) {
+        assert_eq!(d["column"], "review_id");
+        let error = d["error"].as_str().unwrap();
+        assert_eq!(error, format!("column `review_id` is BIGINT: {got}"));
+        assert!(d["position"].is_u64() && d["raw"].is_string(), "{d}");
+    }
+    assert_eq!(
+        server.stats().requests_answered,
+        4,
+        "the check runs after the request"
+    );
+}
+
+/// FAILOVER stops the pipeline at the first failed request with its state
+/// committed up to there; a rerun resumes (here, IGNORE-ing what fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_stops_at_a_failed_request_and_a_rerun_resumes() {
+    let mut mock = batch_mock(60);
+    mock.faults.request_4xx_fraction = 0.05;
+    let server = MockServer::start(mock).await.unwrap();
+    let (dir, texts, _) = input_dir(300, 0);
+    let d = dir.path().to_path_buf();
+    let job = file_job(
+        &d,
+        &server.base_url(),
+        ", 'error-handling-strategy' = 'FAILOVER'",
+        &batch_map(&server.base_url(), 20),
+    );
+    std::fs::write(d.join("job.sql"), job).unwrap();
+    let out = blocking({
+        let d = d.clone();
+        move || sql(&d, &[])
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: record 0-")
+            && err.contains("'error-handling-strategy' is FAILOVER")
+            && err.contains("running the same command again resumes"),
+        "{err}"
+    );
+    let before = lines(&d.join("rated/part-0.jsonl"));
+    assert!(
+        before.iter().all(|r| r["ml_predict"]["status"] == "ok"),
+        "no failed row is committed"
+    );
+    assert!(before.len() < 300);
+    let out = blocking({
+        let d = d.clone();
+        move || sql(&d, &["-D", "pipeline.on-error=emit"])
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = lines(&d.join("rated/part-0.jsonl"));
+    let (ok, err) = check_file_job(&rows, &texts, &Shape::batch());
+    assert_eq!(ok + err, 300);
+    assert!(err > 0, "the 4xx rows are emitted on the rerun");
+    assert_eq!(rows[..before.len()], before[..], "the committed rows stay");
+    assert_no_double_pay(&server);
 }

@@ -183,8 +183,10 @@ fn operator(
     ))
 }
 
-/// Run `op` over `ledger` until the end, or a stop.
+/// Run `op` over `ledger` until the end, or a stop; output lines become
+/// the sink's rows (`sink.columns`, `pipeline.on-error`) when configured.
 pub(crate) fn drive<L: Ledger, O: Operator>(
+    cfg: &PipelineConfig,
     ledger: L,
     op: O,
     rx: std::sync::mpsc::Receiver<(u64, O::Answer)>,
@@ -196,7 +198,9 @@ pub(crate) fn drive<L: Ledger, O: Operator>(
         answers: rx,
         shutdown: opts.shutdown,
     };
-    let mut driver = Driver::new(ledger, op, env, driver_opts);
+    let kafka = matches!(cfg.source, SourceConfig::Kafka(_));
+    let rows = runtime::sink_rows::SinkRows::new(&cfg.output, kafka);
+    let mut driver = Driver::new(ledger, op, env, driver_opts).with_sink_rows(rows);
     let mut summary = driver.run()?;
     summary.wall = started.elapsed();
     Ok(summary)
@@ -246,7 +250,7 @@ pub fn run_batch(cfg: &PipelineConfig, rt: Handle, opts: Options) -> anyhow::Res
         cancel_inflight: opts.cancel_inflight,
         progress: opts.progress,
     };
-    drive(ledger, op, rx, opts, driver_opts)
+    drive(cfg, ledger, op, rx, opts, driver_opts)
 }
 
 pub fn run_kafka(
@@ -268,7 +272,7 @@ pub fn run_kafka(
             cancel_inflight: false,
             progress: opts.progress,
         };
-        drive(ledger, op, rx, opts, driver_opts)
+        drive(cfg, ledger, op, rx, opts, driver_opts)
     })();
     if let Err(e) = inst.clear() {
         tracing::warn!(error = %format!("{e:#}"), "cannot empty the instance directory");

@@ -70,10 +70,10 @@ pub fn run(
         // The instance is held for the whole run.
         let (ledger, instance) = kafka_ledger(cfg, &rt, until_idle, instance_id)?;
         let op = caller(&instance.dir)?;
-        drive(ledger, op, rx, opts, driver_opts)
+        drive(cfg, ledger, op, rx, opts, driver_opts)
     } else {
         let op = caller(&state_dir(cfg))?;
-        drive(file_ledger(cfg)?, op, rx, opts, driver_opts)
+        drive(cfg, file_ledger(cfg)?, op, rx, opts, driver_opts)
     }
 }
 
