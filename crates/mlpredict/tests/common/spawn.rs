@@ -7,10 +7,15 @@ use std::time::{Duration, Instant};
 
 use super::{bin, stderr};
 
-/// `mlpredict run --config <config>`, logging at info.
+/// `mlpredict run --config <config>` (`mlpredict sql --file <config>` for
+/// a `.sql` job), logging at info.
 pub fn run_cmd(config: &Path) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.arg("run").arg("--config").arg(config);
+    if config.extension().is_some_and(|e| e == "sql") {
+        cmd.arg("sql").arg("--file").arg(config);
+    } else {
+        cmd.arg("run").arg("--config").arg(config);
+    }
     cmd.env("MLPREDICT_LOG", "info");
     cmd
 }
