@@ -148,6 +148,19 @@ async fn the_budget_stops_submission_and_a_larger_one_resumes() {
         "stopped mid-run: {first} records out\n{log}"
     );
     assert!(log.contains("ml.budget.max-usd"), "{log}");
+    // `status` says why it waits.
+    let mut status = std::process::Command::new(bin());
+    status.arg("status").arg("--config").arg(&cfg);
+    for d in small {
+        status.arg("-D").arg(d);
+    }
+    let st = status.output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success() && text.contains("budget (ml.budget.max-usd): budget_exhausted"),
+        "{text}{}",
+        stderr(&st)
+    );
     // The spend is durable: the same budget emits nothing more.
     let c = cfg.clone();
     blocking(move || run_until_budget_reached(&c, &small)).await;

@@ -5,6 +5,7 @@
 //! `/status.json` is its JSON. Reading state needs no API key, and a Kafka
 //! pipeline's group is not joined.
 
+mod budget;
 pub mod live;
 pub mod page;
 pub mod serve;
@@ -154,6 +155,9 @@ fn read_file(cfg: &PipelineConfig) -> anyhow::Result<Status> {
     let batches = store.all_batches()?;
     let mut s = Status::new(&cfg.name, "file", state, lanes, sinks, &batches);
     s.provider_reports.extend(provider_report(&dir, None));
+    s.money.budget_usd = cfg.batch.max_usd;
+    let spent = store.meta(runtime::batch::SPEND)?;
+    s.money.budget_state = budget::state(cfg, &snap.open_batches, spent.as_deref());
     Ok(s)
 }
 

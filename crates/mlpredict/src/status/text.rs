@@ -19,6 +19,9 @@ pub fn print(s: &Status, all: bool) {
     for r in &s.provider_reports {
         print_provider(r, s.at_ms);
     }
+    if let Some(budget) = &s.money.budget_state {
+        println!("budget (ml.budget.max-usd): {budget}");
+    }
     let plural = if s.batches.len() == 1 {
         "batch"
     } else {
