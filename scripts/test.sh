@@ -50,14 +50,14 @@ cargo build --workspace --all-targets --quiet
 
 echo "== rust tests (unit, simulation, end-to-end, chaos)" >&2
 cargo test --workspace --exclude mlpredict --quiet -- --test-threads=2
-cargo test -p mlpredict --quiet --bins --test pipeline --test crash --test providers --test sync_mode --test ops --test status_page -- --test-threads=2
+cargo test -p mlpredict --quiet --bins --test pipeline --test crash --test providers --test sync_mode --test ops --test status_page --test sql --test sql_crash -- --test-threads=2
 
 echo "== kafka tests (real broker)" >&2
 # Multi-process timing against a real broker on 2 shared cores: a failure is
 # rerun once, loudly, so CI tells a flaky schedule from a bug that repeats.
-if ! cargo test -p mlpredict --quiet --test kafka; then
+if ! cargo test -p mlpredict --quiet --test kafka --test sql_kafka; then
     echo "!! the Kafka suite failed; RERUNNING it once (investigate if this shows up)" >&2
-    cargo test -p mlpredict --quiet --test kafka
+    cargo test -p mlpredict --quiet --test kafka --test sql_kafka
 fi
 
 echo "== openai SDK conformance of the mock server" >&2
