@@ -184,6 +184,17 @@ impl Health {
     }
 }
 
+/// A run that ends leaves no report behind: its local directory ends
+/// empty, and `status` shows no provider state of a run that is gone. (A
+/// killed run's report stays, with the time it was written.)
+impl Drop for Health {
+    fn drop(&mut self) {
+        if let Some(path) = &self.report {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The synchronous client's calls count toward the same health.
 impl batch_api::sync::CallObserver for Health {
     fn note(&self, call: &'static str, r: &Result<(), ApiError>) {
