@@ -78,6 +78,18 @@ impl Core {
         self.started = self.runs.values().filter(|r| r.started).count();
     }
 
+    /// Take in a batch another instance started (decoupled mode: a
+    /// poller absorbing a batch the submitter handed off), resumed from its
+    /// phase as after a restore. Its lane must be open.
+    pub fn absorb(&mut self, batch: Batch, now: Millis) {
+        self.add_batch(batch, now);
+    }
+
+    /// Whether a batch of this id is open (not yet emitted).
+    pub fn contains(&self, id: u64) -> bool {
+        self.runs.contains_key(&id)
+    }
+
     fn add_batch(&mut self, batch: Batch, now: Millis) {
         let lane = self
             .lanes

@@ -334,6 +334,36 @@ impl StateReader {
     }
 }
 
+/// Reads known offset ranges of one topic with `read_committed`, without
+/// joining a group (decoupled mode's poller reads the submitter's input).
+pub struct TopicReader {
+    reader: Reader,
+    topic: String,
+}
+
+impl TopicReader {
+    /// Only `bootstrap`, `group_id`, `consumer_props` and `timeout` of `s`
+    /// are used.
+    pub fn connect(s: &Settings, topic: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            reader: Reader::new(s)?,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Visit the records of `[first, end)` of a partition.
+    pub fn read(
+        &self,
+        partition: i32,
+        first: i64,
+        end: i64,
+        f: &mut Visit<'_>,
+    ) -> anyhow::Result<()> {
+        self.reader
+            .read_partition(&self.topic, partition, first, end, f)
+    }
+}
+
 impl KafkaIo {
     pub fn input_partitions(&self) -> i32 {
         self.input_partitions

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-pub use consumer::{InputRecord, LaneChange, StateReader, Visit};
+pub use consumer::{InputRecord, LaneChange, StateReader, TopicReader, Visit};
 pub use state::{LaneHistory, LaneRecord, LaneState, StateRecord};
 pub use transactions::{CommitError, Txn};
 

@@ -18,6 +18,9 @@ use crate::{KafkaIo, Settings, StateRecord};
 #[derive(Default, Debug)]
 pub struct Txn {
     pub outputs: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    /// The output partition of each output, when chosen by the caller
+    /// (decoupled mode's handoff: the lane's); empty: by key.
+    pub output_partitions: Vec<i32>,
     pub dead_letters: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     pub state: Vec<StateRecord>,
     /// Next offset to consume, per input partition.
@@ -34,6 +37,7 @@ impl Txn {
 
     pub fn clear(&mut self) {
         self.outputs.clear();
+        self.output_partitions.clear();
         self.dead_letters.clear();
         self.state.clear();
         self.offsets.clear();
@@ -106,8 +110,15 @@ impl KafkaIo {
     /// Begin a transaction and send everything of `txn` into it.
     fn stage(&self, p: &TxProducer, txn: &Txn) -> Result<(), KafkaError> {
         p.begin_transaction()?;
-        for (key, value) in &txn.outputs {
-            send(p, &self.s.output_topic, None, key.as_deref(), Some(value))?;
+        for (i, (key, value)) in txn.outputs.iter().enumerate() {
+            let partition = txn.output_partitions.get(i).copied();
+            send(
+                p,
+                &self.s.output_topic,
+                partition,
+                key.as_deref(),
+                Some(value),
+            )?;
         }
         if let Some(dlq) = &self.s.dlq_topic {
             for (key, value) in &txn.dead_letters {

@@ -32,6 +32,8 @@ pub struct Summary {
     pub retries: u64,
     pub batches_submitted: u64,
     pub batches_emitted: u64,
+    /// Decoupled mode's submitter: batches handed to the poller.
+    pub batches_handed_off: u64,
     pub api_calls: u64,
     pub api_errors: u64,
     pub tokens: u64,
@@ -54,6 +56,7 @@ impl Summary {
         self.retries += other.retries;
         self.batches_submitted += other.batches_submitted;
         self.batches_emitted += other.batches_emitted;
+        self.batches_handed_off += other.batches_handed_off;
         self.api_calls += other.api_calls;
         self.api_errors += other.api_errors;
         self.tokens += other.tokens;

@@ -5,7 +5,9 @@
 //! of the turn it depends on.
 
 pub mod calls;
+mod decoupled;
 pub mod emit;
+pub mod handoff;
 pub mod health;
 pub mod local;
 mod record_file;
@@ -13,6 +15,8 @@ pub mod requests;
 pub mod spool;
 pub mod tokens;
 pub mod watch;
+
+pub use decoupled::{PollSettings, Role};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -85,10 +89,17 @@ pub struct BatchOperator {
     line: Vec<u8>,
     /// What it did, in the run summary's terms.
     counts: Summary,
+    role: Role,
+    dec: decoupled::Decoupled,
 }
 
 impl BatchOperator {
     pub fn new(settings: BatchSettings, caller: Caller, spool: Spool) -> Self {
+        Self::with_role(settings, caller, spool, Role::Inline)
+    }
+
+    /// A submitter or a poller of decoupled mode (see [`Role`]).
+    pub fn with_role(settings: BatchSettings, caller: Caller, spool: Spool, role: Role) -> Self {
         Self {
             core: Core::new(settings.core),
             shape: OutputShape::new(&settings.output_field),
@@ -111,6 +122,8 @@ impl BatchOperator {
             custom_id: String::new(),
             line: Vec::new(),
             counts: Summary::default(),
+            role,
+            dec: decoupled::Decoupled::default(),
         }
     }
 
@@ -140,8 +153,14 @@ impl BatchOperator {
     ) -> anyhow::Result<()> {
         while !self.actions.is_empty() {
             for action in std::mem::take(&mut self.actions) {
+                let Some(action) = self.unless_handed(action) else {
+                    continue;
+                };
                 match action {
                     Action::Cut(plan) => self.seal_cut(plan, turn)?,
+                    Action::Persist(batch) if self.hands_off(&batch) => {
+                        self.hand_off(batch, turn, now)
+                    }
                     Action::Persist(batch) => turn.batches.push(batch),
                     Action::Warn(msg) => tracing::warn!("{msg}"),
                     Action::Fatal(msg) => bail!("{msg}"),
@@ -197,7 +216,9 @@ impl BatchOperator {
             }
             Action::Cleanup(batch) => {
                 self.spool.local.remove_batch(batch.id);
-                if self.cleanup_remote {
+                // A handed-off batch's remote files are the poller's.
+                let handed = self.forget_handed(batch.id);
+                if self.cleanup_remote && !handed {
                     self.caller.delete_files(remote_files(batch));
                 }
             }
@@ -277,13 +298,7 @@ impl BatchOperator {
         if let Some(r) = &retry {
             self.spool.keep_for_retry(&e.batch, r)?;
             // The retry batch took a sequence number of the lane.
-            turn.lanes.insert(
-                lane,
-                LaneMark {
-                    watermark: self.core.lane_watermark(lane).unwrap_or(0),
-                    next_seq: self.core.lane_next_seq(lane).unwrap_or(1),
-                },
-            );
+            turn.lanes.insert(lane, self.lane_mark(lane));
         }
         self.note_emission(&e.batch, &joined, now);
         if let Some(price) = self.tokens.as_ref().and_then(|t| t.price) {
@@ -382,6 +397,8 @@ impl BatchOperator {
             .core
             .batches()
             .filter(|b| b.phase == Phase::Submitted)
+            // A handed-off batch is the poller's.
+            .filter(|b| !self.dec_handed(b.id))
             .filter_map(|b| b.remote_id.clone().map(|r| (b.number.clone(), r)))
             .collect();
         for (number, remote_id) in submitted {
@@ -407,6 +424,8 @@ impl Operator for BatchOperator {
         let mut starts = Vec::with_capacity(lanes.len());
         let mut open = Vec::new();
         self.spend.clear();
+        self.open_role(&lanes);
+        let floor = self.seq_floor();
         for lane in lanes {
             refuse_records_ahead(&lane)?;
             if let Some(spent) = lane.meta.get(SPEND).and_then(|s| s.parse().ok()) {
@@ -418,7 +437,8 @@ impl Operator for BatchOperator {
                 .map(|b| seq_of(b.id) + 1)
                 .max()
                 .unwrap_or(1)
-                .max(lane.next_seq);
+                .max(lane.next_seq)
+                .max(floor);
             starts.push(LaneStart {
                 lane: lane.lane,
                 watermark: lane.watermark,
@@ -463,6 +483,11 @@ impl Operator for BatchOperator {
     }
 
     fn on_record(&mut self, r: Record<'_>, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
+        if matches!(self.role, Role::Poll(_)) {
+            self.absorb(r, turn, now)?;
+            // What it absorbed is resumed at the next tick.
+            return Ok(());
+        }
         let (mut line, mut custom_id) = (
             std::mem::take(&mut self.line),
             std::mem::take(&mut self.custom_id),
@@ -506,6 +531,12 @@ impl Operator for BatchOperator {
     }
 
     fn on_end(&mut self, lane: LaneId, turn: &mut Turn, now: Millis) -> anyhow::Result<()> {
+        match self.role {
+            // The handoff has no end but its markers.
+            Role::Poll(_) => return Ok(()),
+            Role::Submit(_) => self.lane_ended(lane),
+            Role::Inline => {}
+        }
         self.core
             .handle(Event::EndOfInput { lane }, now, &mut self.actions);
         // Nothing it produces is a call that reads records.
@@ -561,7 +592,9 @@ impl Operator for BatchOperator {
     ) -> anyhow::Result<()> {
         self.core.tick(now, &mut self.actions);
         self.note_gate();
-        self.execute(turn, records, now)
+        self.execute(turn, records, now)?;
+        self.end_markers(turn, now);
+        Ok(())
     }
 
     fn committed(
@@ -576,7 +609,9 @@ impl Operator for BatchOperator {
         for event in std::mem::take(&mut self.after_commit) {
             self.core.handle(event, now, &mut self.actions);
         }
-        self.execute(turn, records, now)
+        self.execute(turn, records, now)?;
+        self.end_markers(turn, now);
+        Ok(())
     }
 
     fn next_wake(&self) -> Option<Millis> {
@@ -584,7 +619,7 @@ impl Operator for BatchOperator {
     }
 
     fn is_idle(&self) -> bool {
-        self.core.is_idle() && self.deferred.is_empty() && self.after_commit.is_empty()
+        self.role_idle() && self.deferred.is_empty() && self.after_commit.is_empty()
     }
 
     /// In flight: batches the provider holds; the rest (cut, or started

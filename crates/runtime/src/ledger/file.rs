@@ -24,6 +24,34 @@ use crate::{failpoint, Turn};
 /// A file is one lane.
 pub const LANE: LaneId = 0;
 
+/// How much of a handoff file its writer (the submitter) committed.
+pub type CommittedLength = Box<dyn FnMut() -> anyhow::Result<u64> + Send>;
+
+/// Decoupled mode's poller reads a handoff file as its source, as far as
+/// the submitter committed it and never further (what lies beyond may be
+/// cut back by the submitter's restart), and never ends by itself.
+struct Tail {
+    committed: CommittedLength,
+    /// The committed length last seen.
+    end: u64,
+    /// Everything committed so far was read.
+    at_end: bool,
+}
+
+/// The committed length of a submitter's handoff file, read from its
+/// state in `state_dir` (0 until the submitter created it).
+pub fn submitter_committed(state_dir: PathBuf) -> CommittedLength {
+    let mut store: Option<Store> = None;
+    Box::new(move || {
+        let s = match &mut store {
+            Some(s) => s,
+            None if !state_dir.join("state.db").exists() => return Ok(0),
+            None => store.insert(Store::open(&state_dir)?),
+        };
+        Ok(s.load()?.sinks.get("output").copied().unwrap_or(0))
+    })
+}
+
 pub struct FileLedger {
     store: Store,
     source: FileSource,
@@ -37,6 +65,7 @@ pub struct FileLedger {
     /// watermark can be: the fingerprint of the consumed prefix is taken
     /// there. Bounded by the records read and not yet behind a watermark.
     recent: VecDeque<Checkpoints>,
+    tail: Option<Tail>,
 }
 
 impl FileLedger {
@@ -44,6 +73,47 @@ impl FileLedger {
     /// their committed lengths) and its input, verifying that the part
     /// already consumed did not change.
     pub fn open(input: &Path, output: &Path, dlq: &Path, state_dir: &Path) -> anyhow::Result<Self> {
+        Self::open_with(input, input, output, dlq, state_dir, None)
+    }
+
+    /// Decoupled mode's poller: its source is the submitter's `handoff`
+    /// file (read up to `committed`, waited for while missing or short),
+    /// batches' records are read again from `records` (the submitter's
+    /// input), its own state is in `state_dir`.
+    pub fn open_poller(
+        handoff: &Path,
+        committed: CommittedLength,
+        records: &Path,
+        output: &Path,
+        dlq: &Path,
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        if let Some(parent) = handoff.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        // An empty file the submitter will take as its own (it never wrote it).
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(handoff)
+            .with_context(|| format!("cannot open the handoff file {}", handoff.display()))?;
+        let tail = Tail {
+            committed,
+            end: 0,
+            at_end: false,
+        };
+        Self::open_with(handoff, records, output, dlq, state_dir, Some(tail))
+    }
+
+    fn open_with(
+        input: &Path,
+        records: &Path,
+        output: &Path,
+        dlq: &Path,
+        state_dir: &Path,
+        tail: Option<Tail>,
+    ) -> anyhow::Result<Self> {
         let store = Store::open(state_dir)?;
         let snapshot = store.load()?;
         let out = FileSink::open(output, snapshot.sinks.get("output").copied())?;
@@ -54,8 +124,15 @@ impl FileLedger {
         let source = FileSource::open(input, watermark)
             .with_context(|| format!("cannot read source.path {}", input.display()))?;
         check_source(&store, &source, &file, input, watermark)?;
+        let file = if records == input {
+            file
+        } else {
+            File::open(records)
+                .with_context(|| format!("cannot open source.path {}", records.display()))?
+        };
         let mut ledger = Self {
             recent: VecDeque::from([source.checkpoints()]),
+            tail,
             store,
             source,
             reader: FileRecords(file),
@@ -130,6 +207,27 @@ impl FileLedger {
     }
 }
 
+impl FileLedger {
+    /// Whether the next line is committed by the handoff's writer (always
+    /// true when the input is not a handoff file).
+    fn within_committed(&mut self) -> anyhow::Result<bool> {
+        let Some(t) = &mut self.tail else {
+            return Ok(true);
+        };
+        if self.source.pos() >= t.end {
+            // What was read ahead past the committed length may change.
+            self.source.discard_buffer()?;
+            t.end = (t.committed)()?;
+            if self.source.pos() >= t.end {
+                t.at_end = true;
+                return Ok(false);
+            }
+        }
+        t.at_end = false;
+        Ok(true)
+    }
+}
+
 fn watermark_of(lanes: &[(LaneId, Position)]) -> Position {
     lanes
         .iter()
@@ -181,7 +279,13 @@ impl Ledger for FileLedger {
         debug_assert_eq!(lane, LANE);
         let snapshot = self.store.load()?;
         let mut meta = std::collections::BTreeMap::new();
-        for key in [crate::batch::SYNC_AHEAD, crate::batch::SPEND] {
+        use crate::batch::handoff::{END_AT, END_SEEN};
+        for key in [
+            crate::batch::SYNC_AHEAD,
+            crate::batch::SPEND,
+            END_AT,
+            END_SEEN,
+        ] {
             if let Some(value) = self.store.meta(key)? {
                 meta.insert(key.to_owned(), value);
             }
@@ -203,12 +307,31 @@ impl Ledger for FileLedger {
     ) -> anyhow::Result<usize> {
         let mut read = 0;
         while read < max {
+            if !self.within_committed()? {
+                break;
+            }
             let Some(line) = self.source.next_line()? else {
+                if let Some(t) = &self.tail {
+                    bail!(
+                        "the handoff file ends at {} bytes, before the {} its submitter committed: it was truncated or replaced",
+                        self.source.pos(),
+                        t.end
+                    );
+                }
                 if !std::mem::replace(&mut self.eof, true) {
                     f(Intake::End(LANE))?;
                 }
                 break;
             };
+            if let Some(t) = &self.tail {
+                if line.next > t.end {
+                    bail!(
+                        "the handoff file's line at {} runs past the {} bytes its submitter committed: it was edited",
+                        line.pos,
+                        t.end
+                    );
+                }
+            }
             self.recent.push_back(line.checkpoints);
             if line.line.trim_ascii().is_empty() {
                 continue;
@@ -240,7 +363,10 @@ impl Ledger for FileLedger {
     }
 
     fn finished(&self) -> bool {
-        self.eof
+        match &self.tail {
+            Some(t) => t.at_end,
+            None => self.eof,
+        }
     }
 
     fn targets(&self) -> (String, String) {

@@ -64,6 +64,15 @@ pub struct KafkaLedger {
     paused: bool,
     txn: Txn,
     targets: (String, String),
+    /// Where batches' records are read again, when not from the input
+    /// topic (decoupled mode's poller: its input is the handoff topic).
+    records_from: Option<Box<dyn BatchRecords + Send>>,
+    /// Decoupled mode's poller: every open batch of a lane's state keeps a
+    /// bounded run going (its positions are the input's, not the lane's).
+    poller: bool,
+    /// Decoupled mode's submitter: each output (a handoff line, keyed by
+    /// its lane) goes to the output partition of its lane.
+    outputs_by_lane: bool,
 }
 
 impl KafkaLedger {
@@ -78,7 +87,27 @@ impl KafkaLedger {
             paused: false,
             txn: Txn::default(),
             targets,
+            records_from: None,
+            poller: false,
+            outputs_by_lane: false,
         }
+    }
+
+    /// Decoupled mode's submitter: the output topic is the handoff topic,
+    /// partitioned like the input; each handoff line goes to its lane's
+    /// partition (its key is the lane).
+    pub fn submitter(mut self) -> Self {
+        self.outputs_by_lane = true;
+        self
+    }
+
+    /// Decoupled mode's poller: the input topic is the handoff topic;
+    /// batches' records are read again from `records` (the submitter's
+    /// input topic, by partition = lane and offset).
+    pub fn poller(mut self, records: Box<dyn BatchRecords + Send>) -> Self {
+        self.records_from = Some(records);
+        self.poller = true;
+        self
     }
 
     /// Bounded runs: the end of every input partition, once, at start.
@@ -139,7 +168,7 @@ impl KafkaLedger {
             let open = st
                 .batches
                 .values()
-                .filter(|b| b.phase != Phase::Emitted && (b.first as i64) < end)
+                .filter(|b| b.phase != Phase::Emitted && (self.poller || (b.first as i64) < end))
                 .count();
             if open > 0 {
                 return Ok(Some(format!("partition {p} has {open} batches open")));
@@ -177,11 +206,24 @@ impl KafkaLedger {
         Ok(())
     }
 
-    fn stage(&mut self, turn: &Turn) {
+    fn stage(&mut self, turn: &Turn) -> Result<(), CommitError> {
         let txn = &mut self.txn;
         txn.clear();
         let owned = |(k, l): (Option<&[u8]>, &[u8])| (k.map(<[u8]>::to_vec), l.to_vec());
         txn.outputs.extend(turn.outputs.iter().map(owned));
+        if self.outputs_by_lane {
+            for (key, _) in turn.outputs.iter() {
+                let lane = key
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.parse::<i32>().ok());
+                let Some(lane) = lane else {
+                    return Err(CommitError::Fatal(anyhow::anyhow!(
+                        "internal error: a handoff line without its lane as key"
+                    )));
+                };
+                txn.output_partitions.push(lane);
+            }
+        }
         txn.dead_letters.extend(turn.dead_letters.iter().map(owned));
         for b in &turn.batches {
             txn.state.push(StateRecord::batch(b.lane as i32, b));
@@ -217,6 +259,7 @@ impl KafkaLedger {
                 .map_or(lane.committed, |m| m.watermark as i64);
             txn.offsets.insert(p, w);
         }
+        Ok(())
     }
 }
 
@@ -352,12 +395,17 @@ impl Ledger for KafkaLedger {
         }
     }
 
+    // `if let` here is refused by the borrow checker (returning the borrow).
+    #[allow(clippy::unnecessary_unwrap)]
     fn records(&mut self) -> &mut dyn BatchRecords {
+        if self.records_from.is_some() {
+            return self.records_from.as_mut().expect("just checked").as_mut();
+        }
         self
     }
 
     fn commit(&mut self, turn: &Turn) -> Result<(), CommitError> {
-        self.stage(turn);
+        self.stage(turn)?;
         match self.io.commit(&self.txn) {
             Ok(()) => {}
             Err(kafka_io::CommitError::Aborted(e)) => {
@@ -396,22 +444,50 @@ impl BatchRecords for KafkaLedger {
         batch: &Batch,
         f: &mut crate::ledger::VisitRecord<'_>,
     ) -> anyhow::Result<()> {
-        let p = batch.lane as i32;
-        let (first, end) = match &batch.members {
-            None => (batch.first, batch.end),
-            Some(m) => (
-                m.iter().copied().min().unwrap_or(batch.first),
-                m.iter().copied().max().map_or(batch.first, |x| x + 1),
-            ),
-        };
-        let members: Option<BTreeSet<u64>> =
-            batch.members.as_ref().map(|m| m.iter().copied().collect());
-        self.io
-            .read_input(p, first as i64, end as i64, &mut |offset, key, value| {
-                let pos = offset as u64;
-                if members.as_ref().is_none_or(|m| m.contains(&pos)) {
-                    f(pos, key, value.unwrap_or_default());
-                }
-            })
+        let io = &self.io;
+        visit_partition(batch, f, &mut |p, first, end, v| {
+            io.read_input(p, first, end, v)
+        })
     }
+}
+
+/// Decoupled mode's poller: batches' records read again from the
+/// submitter's input topic (partition = lane), for [`KafkaLedger::poller`].
+pub struct KafkaRecords(pub kafka_io::TopicReader);
+
+impl BatchRecords for KafkaRecords {
+    fn visit(
+        &mut self,
+        batch: &Batch,
+        f: &mut crate::ledger::VisitRecord<'_>,
+    ) -> anyhow::Result<()> {
+        let r = &self.0;
+        visit_partition(batch, f, &mut |p, first, end, v| r.read(p, first, end, v))
+    }
+}
+
+type ReadRange<'a> = dyn FnMut(i32, i64, i64, &mut kafka_io::Visit<'_>) -> anyhow::Result<()> + 'a;
+
+/// A batch's records by offset: its range, or the span of its members.
+fn visit_partition(
+    batch: &Batch,
+    f: &mut crate::ledger::VisitRecord<'_>,
+    read: &mut ReadRange<'_>,
+) -> anyhow::Result<()> {
+    let p = batch.lane as i32;
+    let (first, end) = match &batch.members {
+        None => (batch.first, batch.end),
+        Some(m) => (
+            m.iter().copied().min().unwrap_or(batch.first),
+            m.iter().copied().max().map_or(batch.first, |x| x + 1),
+        ),
+    };
+    let members: Option<BTreeSet<u64>> =
+        batch.members.as_ref().map(|m| m.iter().copied().collect());
+    read(p, first as i64, end as i64, &mut |offset, key, value| {
+        let pos = offset as u64;
+        if members.as_ref().is_none_or(|m| m.contains(&pos)) {
+            f(pos, key, value.unwrap_or_default());
+        }
+    })
 }

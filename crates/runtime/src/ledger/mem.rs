@@ -124,6 +124,9 @@ pub struct MemLedger {
     ended: BTreeSet<LaneId>,
     /// Lanes end at their last record (a bounded run).
     bounded: bool,
+    /// Where batches' records are read again, when not from the lanes
+    /// read (a poller's: the submitter's input).
+    records_from: Option<MemBroker>,
 }
 
 impl MemLedger {
@@ -135,7 +138,15 @@ impl MemLedger {
             cursors: BTreeMap::new(),
             ended: BTreeSet::new(),
             bounded,
+            records_from: None,
         }
+    }
+
+    /// Read batches' records again from `records` (decoupled mode's
+    /// poller: its lanes are the handoff, its records the input).
+    pub fn with_records(mut self, records: MemBroker) -> Self {
+        self.records_from = Some(records);
+        self
     }
 
     fn apply(d: &mut Durable, turn: &Turn) {
@@ -298,8 +309,11 @@ impl Ledger for MemLedger {
 
 impl BatchRecords for MemLedger {
     fn visit(&mut self, batch: &Batch, f: &mut super::VisitRecord<'_>) -> anyhow::Result<()> {
-        let d = self.broker.lock();
-        let records = &d.lanes[&batch.lane].records;
+        let d = self.records_from.as_ref().unwrap_or(&self.broker).lock();
+        let Some(lane) = d.lanes.get(&batch.lane) else {
+            anyhow::bail!("no input lane {} for batch {}", batch.lane, batch.number);
+        };
+        let records = &lane.records;
         let key = |p: Position| format!("k{p}");
         match &batch.members {
             None => {

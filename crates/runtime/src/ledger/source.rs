@@ -101,6 +101,17 @@ impl FileSource {
         self.checkpoints
     }
 
+    /// Where the next line starts.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// Forget what was read ahead: bytes past a committed length may be
+    /// rewritten (a handoff file cut back by its writer's restart).
+    pub fn discard_buffer(&mut self) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(self.pos)).map(drop)
+    }
+
     /// The line just read was a record (not a blank line).
     pub fn mark_record(&mut self) {
         self.checkpoints.record_done();

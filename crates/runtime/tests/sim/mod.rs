@@ -43,6 +43,7 @@ pub enum Mode {
     Sync,
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Instance {
     Batch(Driver<MemLedger, BatchOperator, SimEnv<Msg>>),
     Sync(Driver<MemLedger, SyncOperator, SimEnv<batch_api::sync::Done>>),
