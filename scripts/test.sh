@@ -41,6 +41,9 @@ else
     if [ "$started_broker" = 1 ]; then
         trap 'scripts/kafka/broker.sh stop >/dev/null 2>&1 || true' EXIT
     fi
+    # A test restarts this broker (broker.sh stop, start): it must come back
+    # on the port picked here, not on the default that another process holds.
+    export MLPREDICT_KAFKA_PORT="${MLPREDICT_KAFKA_BOOTSTRAP##*:}"
     echo "== kafka tests use the broker at $MLPREDICT_KAFKA_BOOTSTRAP" >&2
 fi
 export MLPREDICT_KAFKA_BOOTSTRAP
