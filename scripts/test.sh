@@ -53,7 +53,7 @@ cargo build --workspace --all-targets --quiet
 
 echo "== rust tests (unit, simulation, end-to-end, chaos)" >&2
 cargo test --workspace --exclude mlpredict --quiet -- --test-threads=2
-cargo test -p mlpredict --quiet --bins --test pipeline --test crash --test providers --test sync_mode --test ops --test status_page --test sql --test sql_crash -- --test-threads=2
+cargo test -p mlpredict --quiet --bins --test pipeline --test crash --test providers --test sync_mode --test ops --test status_page --test sql --test sql_crash --test spend -- --test-threads=2
 
 echo "== kafka tests (real broker)" >&2
 # Multi-process timing against a real broker on 2 shared cores: a failure is
